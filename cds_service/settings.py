@@ -1,0 +1,173 @@
+"""The one typed settings object: defaults, then a TOML file, then `PICU_ENDOTYPE_*` variables.
+
+Precedence (highest first): keyword overrides, environment, the TOML file, the defaults below.
+The file comes from `--config FILE` or `PICU_ENDOTYPE_CONFIG`. Nested keys in the environment
+use `__` (`PICU_ENDOTYPE_FHIR__TIMEOUT_SECONDS=2`); lists and tables are JSON
+(`PICU_ENDOTYPE_CORS_ALLOWED_ORIGINS='["https://sandbox.cds-hooks.org"]'`).
+Every key is documented in the README. Invalid settings fail at start-up, never at request time.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "PICU_ENDOTYPE_"
+CONFIG_FILE_ENV = f"{ENV_PREFIX}CONFIG"
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClientSettings(_Strict):
+    """One trusted CDS client (an EHR instance or the sandbox)."""
+
+    iss: str
+    jwks_url: str | None = None
+    jwks: str | None = None  # inline JWK Set as JSON text
+    allowed_jku: list[str] = Field(default_factory=list)
+    fhir_servers: list[str] = Field(default_factory=list)
+    tenants: list[str] = Field(default_factory=list)
+    tenant_required: bool = False
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ClientSettings:
+        if not (self.jwks_url or self.jwks or self.allowed_jku):
+            raise ValueError(f"client {self.iss!r}: set jwks_url, jwks or allowed_jku")
+        return self
+
+
+class FhirSettings(_Strict):
+    """How we query the EHR's FHIR server when prefetch is absent or incomplete."""
+
+    timeout_seconds: float = Field(1.5, gt=0)  # per call
+    deadline_seconds: float = Field(4.0, gt=0)  # all queries of one hook together
+    max_pages: int = Field(5, ge=1)  # pages followed per query, the first included
+    page_size: int = Field(50, ge=1, le=1000)  # `_count` on our own queries
+    max_workers: int = Field(8, ge=1)  # parallel queries per hook
+
+
+class LocalCode(_Strict):
+    """A site's own code for a panel analyte, added to the packaged LOINC codes."""
+
+    analyte: str
+    system: str
+    code: str
+    unit: str | None = None  # the unit the site sends when the Observation omits a UCUM code
+
+
+class PathwaySettings(_Strict):
+    """Links on every card to the site's pathway documents (absolute https URLs)."""
+
+    standard_url: HttpUrl | None = None
+    biomarker_guided_url: HttpUrl | None = None
+
+
+class Settings(BaseSettings):
+    """picu-endotype settings. See the README for every key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # --- where we are and who may call us (issue: trust) ---
+    public_base_url: str = "http://127.0.0.1:8080"  # what `aud` must match; never from the request
+    cors_allowed_origins: list[str] = Field(default_factory=list)
+    insecure_http_fhir_hosts: list[str] = Field(default_factory=list)  # development only
+    clients: list[ClientSettings] = Field(default_factory=list)
+    allowed_algorithms: list[str] = Field(default_factory=lambda: ["ES384", "RS384"])
+    jwt_leeway_seconds: int = Field(60, ge=0, le=300)
+    jwt_max_lifetime_seconds: int = Field(3600, gt=0, le=3600)
+    jwks_refresh_min_interval_seconds: float = Field(30.0, ge=0)
+    dev_allow_unauthenticated: bool = False  # binds to loopback only; warns at every start
+
+    # --- serving ---
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(2, ge=1)
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    state_dir: Path = Path("var")  # feedback and replay stores live here by default
+    feedback_db: Path | None = None  # default: {state_dir}/feedback.sqlite3
+    replay_db: Path | None = None  # default: {state_dir}/jti.sqlite3
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- data ---
+    fhir: FhirSettings = Field(default_factory=FhirSettings)
+    local_codes: list[LocalCode] = Field(default_factory=list)
+    window_hours: float = Field(48.0, gt=0)
+    max_age_years: float | None = Field(18.0, gt=0)  # None: no age gate
+
+    # --- decision and cards ---
+    scorer: Literal["rules", "model"] = "rules"
+    model_path: Path | None = None  # a site's own skops model; default: the packaged model
+    indicator: Literal["info", "warning", "critical"] = "info"
+    pathways: PathwaySettings = Field(default_factory=PathwaySettings)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("public_base_url must be an absolute http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_algorithms(self) -> Settings:
+        unsafe = [a for a in self.allowed_algorithms if a == "none" or a.upper().startswith("HS")]
+        if unsafe:
+            raise ValueError(f"allowed_algorithms may not contain {unsafe}")
+        return self
+
+    @property
+    def feedback_db_path(self) -> Path:
+        return self.feedback_db or self.state_dir / "feedback.sqlite3"
+
+    @property
+    def replay_db_path(self) -> Path:
+        return self.replay_db or self.state_dir / "jti.sqlite3"
+
+    @property
+    def model_card_url(self) -> str:
+        return f"{self.public_base_url}/model-card"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional TOML file (or `PICU_ENDOTYPE_CONFIG`) and the environment."""
+    path = config_file or os.environ.get(CONFIG_FILE_ENV)
+    resolved = Path(path) if path else None
+    if resolved is not None and not resolved.is_file():
+        raise FileNotFoundError(f"settings file not found: {resolved}")
+    token = _config_file.set(resolved)
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file.reset(token)
