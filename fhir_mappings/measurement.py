@@ -24,6 +24,8 @@ class ExclusionReason(StrEnum):
     DATA_ABSENT = "data-absent"
     UNIT_NOT_CONVERTIBLE = "unit-not-convertible"
     NO_EFFECTIVE_TIME = "no-effective-time"
+    IMPRECISE_TIME = "imprecise-time"
+    OTHER_PATIENT = "other-patient"
     OUTSIDE_WINDOW = "outside-window"
     IN_FUTURE = "in-future"
     MALFORMED = "malformed"
