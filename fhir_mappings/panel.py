@@ -1,0 +1,138 @@
+"""The marker panel as data: analyte key -> codes -> canonical UCUM unit, loaded from panel.toml."""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from cds_service.settings import LocalCode
+
+LOINC_SYSTEM = "http://loinc.org"
+PANEL_RESOURCE = "panel.toml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Coding(_Frozen):
+    """One code that identifies a panel analyte, with the unit it implies when one is known."""
+
+    system: str
+    code: str
+    display: str
+    unit: str | None = None  # UCUM unit implied by the code when the Observation sends none
+    arbitrary_units: bool = False  # units/volume assay with no fixed conversion: never used
+
+    def as_fhir(self) -> dict[str, str]:
+        """The FHIR Coding dict (system, code, display)."""
+        return {"system": self.system, "code": self.code, "display": self.display}
+
+
+class Analyte(_Frozen):
+    """One marker of the panel and every code that may report it, the primary code first."""
+
+    key: str
+    display: str
+    tier: int = Field(ge=1, le=3)
+    unit: str  # canonical UCUM unit of every Measurement of this analyte
+    codes: tuple[Coding, ...] = Field(min_length=1)
+    molar_mass: float | None = Field(default=None, gt=0)  # g/mol; set only where legitimate
+
+    @property
+    def primary(self) -> Coding:
+        """The primary (first listed) coding."""
+        return self.codes[0]
+
+
+class Panel(_Frozen):
+    """The marker panel, with an exact system+code index for matching Observations."""
+
+    analytes: dict[str, Analyte]
+    _index: dict[tuple[str, str], tuple[Analyte, Coding]] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Build the (system, code) index and refuse a code claimed by two analytes."""
+        for analyte in self.analytes.values():
+            for coding in analyte.codes:
+                key = (coding.system, coding.code)
+                if key in self._index and self._index[key][0].key != analyte.key:
+                    other = self._index[key][0].key
+                    raise ValueError(
+                        f"code {coding.system}|{coding.code} in {other} and {analyte.key}"
+                    )
+                self._index.setdefault(key, (analyte, coding))
+
+    def match(self, codings: Iterable[Mapping[str, Any]]) -> tuple[Analyte, Coding] | None:
+        """The analyte of the first coding whose system and code match exactly, else None."""
+        for coding in codings:
+            if not isinstance(coding, Mapping):
+                continue
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and isinstance(code, str) and (system, code) in self._index:
+                return self._index[(system, code)]
+        return None
+
+    def codes_for(self, key: str) -> tuple[Coding, ...]:
+        """Every coding of one analyte, primary first; KeyError for an unknown analyte."""
+        return self.analytes[key].codes
+
+    def token_param(self, key: str) -> str:
+        """The FHIR token search value for one analyte: `system|code,system|code`."""
+        return ",".join(f"{coding.system}|{coding.code}" for coding in self.codes_for(key))
+
+
+def _analyte_from_table(key: str, table: Mapping[str, Any]) -> Analyte:
+    codes = tuple(
+        Coding(
+            system=entry.get("system", LOINC_SYSTEM),
+            **{k: v for k, v in entry.items() if k != "system"},
+        )
+        for entry in table["codes"]
+    )
+    return Analyte(
+        key=key,
+        display=table["display"],
+        tier=table["tier"],
+        unit=table["unit"],
+        codes=codes,
+        molar_mass=table.get("molar_mass_g_per_mol"),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_panel() -> Panel:
+    text = resources.files(__package__).joinpath(PANEL_RESOURCE).read_text(encoding="utf-8")
+    tables = tomllib.loads(text)
+    return Panel(analytes={key: _analyte_from_table(key, table) for key, table in tables.items()})
+
+
+def _with_local_code(analyte: Analyte, local: LocalCode) -> Analyte:
+    coding = Coding(
+        system=local.system,
+        code=local.code,
+        display=f"{analyte.display} (local code {local.code})",
+        unit=local.unit,
+    )
+    return analyte.model_copy(update={"codes": (*analyte.codes, coding)})
+
+
+def load_panel(local_codes: Sequence[LocalCode] = ()) -> Panel:
+    """The packaged panel, with a site's local codes appended; ValueError for an unknown analyte."""
+    panel = _packaged_panel()
+    if not local_codes:
+        return panel
+    analytes = dict(panel.analytes)
+    for local in local_codes:
+        if local.analyte not in analytes:
+            known = ", ".join(sorted(analytes))
+            raise ValueError(
+                f"local code {local.code!r}: unknown analyte {local.analyte!r} ({known})"
+            )
+        analytes[local.analyte] = _with_local_code(analytes[local.analyte], local)
+    return Panel(analytes=analytes)

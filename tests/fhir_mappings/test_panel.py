@@ -1,0 +1,135 @@
+"""The packaged marker panel and how Observation codings match it."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds_service.settings import LocalCode, load_settings
+from fhir_mappings.panel import LOINC_SYSTEM, load_panel
+
+EXPECTED_KEYS = {
+    "il6",
+    "ifng",
+    "cxcl9",
+    "ferritin",
+    "crp",
+    "il10",
+    "sil2r",
+    "lymphocytes",
+    "platelets",
+    "lactate",
+    "procalcitonin",
+}
+
+
+def test_packaged_panel_holds_every_recommended_analyte() -> None:
+    assert set(load_panel().analytes) == EXPECTED_KEYS
+
+
+def test_packaged_panel_is_loaded_once_and_reused() -> None:
+    assert load_panel() is load_panel()
+
+
+@pytest.mark.parametrize(
+    ("code", "analyte", "primary"),
+    [
+        ("26881-3", "il6", "26881-3"),
+        ("30522-7", "crp", "1988-5"),
+        ("26474-7", "lymphocytes", "731-0"),
+        ("26515-7", "platelets", "777-3"),
+        ("59032-3", "lactate", "2524-7"),
+        ("75241-0", "procalcitonin", "33959-8"),
+        ("20567-4", "ferritin", "2276-4"),
+        ("98115-9", "cxcl9", "98115-9"),
+        ("76039-7", "sil2r", "76039-7"),
+        ("26848-2", "il10", "26848-2"),
+        ("27415-9", "ifng", "27415-9"),
+    ],
+)
+def test_primary_and_alternate_loinc_codes_match_their_analyte(
+    code: str, analyte: str, primary: str
+) -> None:
+    panel = load_panel()
+    matched = panel.match([{"system": LOINC_SYSTEM, "code": code}])
+    assert matched is not None
+    assert matched[0].key == analyte
+    assert matched[1].code == code
+    assert panel.analytes[analyte].primary.code == primary
+
+
+@pytest.mark.parametrize(
+    "coding",
+    [
+        {"system": LOINC_SYSTEM, "code": "26881"},  # prefix of IL-6
+        {"system": LOINC_SYSTEM, "code": "26881-3 "},
+        {"system": "http://loinc.org/", "code": "26881-3"},
+        {"system": "urn:oid:2.16.840.1.113883.6.1", "code": "26881-3"},
+        {"code": "26881-3"},
+        {"system": LOINC_SYSTEM, "code": "33939-0"},  # IL-2, not the soluble receptor
+    ],
+)
+def test_codings_that_are_not_an_exact_system_and_code_do_not_match(coding: dict) -> None:
+    assert load_panel().match([coding]) is None
+
+
+def test_first_matching_coding_wins() -> None:
+    codings = [
+        {"system": "urn:local", "code": "X"},
+        {"system": LOINC_SYSTEM, "code": "2276-4"},
+        {"system": LOINC_SYSTEM, "code": "1988-5"},
+    ]
+    matched = load_panel().match(codings)
+    assert matched is not None and matched[0].key == "ferritin"
+
+
+def test_non_mapping_codings_are_skipped_without_error() -> None:
+    matched = load_panel().match(["26881-3", None, {"system": LOINC_SYSTEM, "code": "777-3"}])
+    assert matched is not None and matched[0].key == "platelets"
+
+
+def test_mass_lactate_codes_carry_a_mass_unit_hint_and_lactate_a_molar_mass() -> None:
+    lactate = load_panel().analytes["lactate"]
+    hints = {coding.code: coding.unit for coding in lactate.codes}
+    assert hints["14118-4"] == hints["59032-3"] == hints["30242-2"] == "mg/dL"
+    assert hints["2524-7"] == "mmol/L"
+    assert lactate.molar_mass == pytest.approx(90.08)
+    assert load_panel().analytes["ferritin"].molar_mass is None
+
+
+def test_ifng_units_per_volume_code_is_recognised_but_marked_arbitrary() -> None:
+    matched = load_panel().match([{"system": LOINC_SYSTEM, "code": "12729-0"}])
+    assert matched is not None
+    assert matched[0].key == "ifng" and matched[1].arbitrary_units
+
+
+def test_token_param_lists_every_code_of_the_analyte() -> None:
+    assert load_panel().token_param("crp") == f"{LOINC_SYSTEM}|1988-5,{LOINC_SYSTEM}|30522-7"
+
+
+def test_codes_for_unknown_analyte_raises_key_error() -> None:
+    with pytest.raises(KeyError):
+        load_panel().codes_for("tnf")
+
+
+def test_local_codes_from_settings_are_appended_and_matched() -> None:
+    settings = load_settings(
+        local_codes=[{"analyte": "il6", "system": "urn:oid:1.2.3", "code": "IL6X", "unit": "ng/L"}]
+    )
+    panel = load_panel(settings.local_codes)
+    codes = panel.codes_for("il6")
+    assert codes[0].code == "26881-3"
+    assert (codes[-1].system, codes[-1].code, codes[-1].unit) == ("urn:oid:1.2.3", "IL6X", "ng/L")
+    matched = panel.match([{"system": "urn:oid:1.2.3", "code": "IL6X"}])
+    assert matched is not None and matched[0].key == "il6"
+    assert panel.token_param("il6").endswith(",urn:oid:1.2.3|IL6X")
+    assert load_panel().match([{"system": "urn:oid:1.2.3", "code": "IL6X"}]) is None
+
+
+def test_local_code_for_unknown_analyte_is_refused_at_load() -> None:
+    with pytest.raises(ValueError, match="tnf"):
+        load_panel([LocalCode(analyte="tnf", system="urn:x", code="1")])
+
+
+def test_local_code_already_used_by_another_analyte_is_refused() -> None:
+    with pytest.raises(ValueError, match="1988-5"):
+        load_panel([LocalCode(analyte="il6", system=LOINC_SYSTEM, code="1988-5")])
