@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Set up and run picu-endotype: `python3 dev.py demo [args]` or `python3 dev.py test [pytest args]`.
+
+Standard library only, so it runs on a fresh machine with Python 3.11 and the package registries.
+Each step prints one line and is skipped when its result is already present.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+UV_VERSION = "0.13.9"
+SEKMET_VERSION = "0.1.1"
+TOOLS_VENV = ROOT / ".venv-tools"
+SEKMET_VENV = ROOT / ".venv-sekmet"
+COMMANDS = {"demo": ["picu-endotype", "demo"], "test": ["pytest"]}
+USAGE = "usage: python3 dev.py {demo|test} [arguments passed on]"
+
+
+def step(message: str) -> None:
+    """Print one progress line."""
+    print(f"[dev] {message}", flush=True)
+
+
+def run_checked(command: list[str], env: dict[str, str]) -> None:
+    """Run a set-up command; stop with its exit code if it fails."""
+    completed = subprocess.run(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, check=False)
+    if completed.returncode != 0:
+        step(f"failed ({completed.returncode}): {' '.join(command)}")
+        sys.exit(completed.returncode)
+
+
+def venv_bin(venv_dir: Path, name: str) -> Path:
+    """Path of an executable inside a virtual environment."""
+    scripts = "Scripts" if os.name == "nt" else "bin"
+    suffix = ".exe" if os.name == "nt" else ""
+    return venv_dir / scripts / f"{name}{suffix}"
+
+
+def pip_install_into(venv_dir: Path, requirement: str, env: dict[str, str]) -> None:
+    """Create `venv_dir` if needed and pip-install one pinned requirement into it."""
+    if not venv_bin(venv_dir, "python").exists():
+        venv.create(venv_dir, with_pip=True, clear=True)
+    pip = [str(venv_bin(venv_dir, "python")), "-m", "pip", "install", "--disable-pip-version-check"]
+    run_checked([*pip, "--quiet", requirement], env)
+
+
+def ensure_uv(env: dict[str, str]) -> str:
+    """Return a uv executable: the one on PATH, else one pip-installed into .venv-tools."""
+    on_path = shutil.which("uv")
+    if on_path:
+        step(f"uv: using {on_path}")
+        return on_path
+    local_uv = venv_bin(TOOLS_VENV, "uv")
+    if local_uv.exists():
+        step(f"uv: using {local_uv.relative_to(ROOT)}")
+        return str(local_uv)
+    step(f"uv: installing uv=={UV_VERSION} into {TOOLS_VENV.name} with pip")
+    pip_install_into(TOOLS_VENV, f"uv=={UV_VERSION}", env)
+    return str(local_uv)
+
+
+def ensure_project_env(uv: str, env: dict[str, str]) -> None:
+    """Install the locked dependencies into .venv (a no-op when already in sync)."""
+    step("project: uv sync --locked")
+    run_checked([uv, "sync", "--locked", "--quiet"], env)
+
+
+def ensure_sekmet(env: dict[str, str]) -> Path:
+    """Return the sandbox FHIR server executable, installing it into .venv-sekmet if absent."""
+    sekmet = venv_bin(SEKMET_VENV, "sekmet")
+    if sekmet.exists():
+        step(f"sandbox FHIR server: present at {sekmet.relative_to(ROOT)}")
+        return sekmet
+    step(f"sandbox FHIR server: installing sekmet-fhir=={SEKMET_VERSION} into {SEKMET_VENV.name}")
+    pip_install_into(SEKMET_VENV, f"sekmet-fhir=={SEKMET_VERSION}", env)
+    return sekmet
+
+
+def main(argv: list[str]) -> int:
+    """Prepare the environment, then hand over to `picu-endotype demo` or `pytest`."""
+    if not argv or argv[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        return 2
+    if sys.version_info[:2] != (3, 11):
+        step(f"warning: the project targets Python 3.11; this is {sys.version.split()[0]}")
+    env = dict(os.environ, UV_PYTHON_DOWNLOADS="never", PIP_NO_INPUT="1")
+    uv = ensure_uv(env)
+    ensure_project_env(uv, env)
+    env["PICU_SEKMET_BIN"] = str(ensure_sekmet(env))
+    command = [uv, "run", "--locked", *COMMANDS[argv[0]], *argv[1:]]
+    step(f"run: {' '.join(command[1:])}")
+    os.chdir(ROOT)
+    os.execvpe(command[0], command, env)
+    return 0  # not reached: exec replaces this process
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
