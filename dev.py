@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Set up and run picu-endotype: `python3 dev.py demo [args]` or `python3 dev.py test [pytest args]`.
+"""Set up and run picu-endotype: `python3 dev.py demo [args]` or `python3 dev.py test [args]`.
 
 Standard library only, so it runs on a fresh machine with Python 3.11 and the package registries.
 Each step prints one line and is skipped when its result is already present.
