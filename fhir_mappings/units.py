@@ -1,0 +1,154 @@
+"""UCUM unit conversion with ucumvert (pint); molar <-> mass only with an explicit molar mass."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pint.errors import PintError
+from ucumvert import PintUcumRegistry
+
+# Pure numbers that may scale a unit (`10*3/uL`, `%`); any other dimensionless pint unit is a
+# UCUM arbitrary unit ([IU], [arb'U], [CFU] ...) and converts only to the same arbitrary unit.
+_NUMERIC_SCALE_UNITS = frozenset(
+    {"_10", "percent", "permille", "ppm", "ppb", "pptr", "dimensionless"}
+)
+_MOLAR_MASS_UNIT = "g/mol"
+
+# Unit text that real feeds send in valueQuantity.unit without a UCUM system, mapped to UCUM.
+# Keys are compared after trimming, removing spaces, writing the micro sign as "u" and lowercasing,
+# so only spellings whose lowercase form is unambiguous belong here; _AMBIGUOUS_UNIT_TEXT lists
+# spellings refused before lowercasing ("G/L" is giga per litre in some laboratories, "g/L" grams).
+UNIT_TEXT_ALIASES: dict[str, str] = {
+    # mass per volume
+    "pg/ml": "pg/mL",
+    "ng/l": "ng/L",
+    "ng/ml": "ng/mL",
+    "ug/l": "ug/L",
+    "mcg/l": "ug/L",
+    "ug/ml": "ug/mL",
+    "mcg/ml": "ug/mL",
+    "ug/dl": "ug/dL",
+    "mcg/dl": "ug/dL",
+    "mg/l": "mg/L",
+    "mg/dl": "mg/dL",
+    "g/l": "g/L",
+    "g/dl": "g/dL",
+    # substance per volume
+    "mmol/l": "mmol/L",
+    "umol/l": "umol/L",
+    "nmol/l": "nmol/L",
+    "pmol/l": "pmol/L",
+    # counts per volume: thousands per microlitre
+    "k/ul": "10*3/uL",
+    "k/mcl": "10*3/uL",
+    "thou/ul": "10*3/uL",
+    "x10^3/ul": "10*3/uL",
+    "x10e3/ul": "10*3/uL",
+    "x10*3/ul": "10*3/uL",
+    "10^3/ul": "10*3/uL",
+    "10e3/ul": "10*3/uL",
+    "10*3/ul": "10*3/uL",
+    "x10^3/mm3": "10*3/uL",
+    "10^3/mm3": "10*3/uL",
+    # counts per volume: 10^9 per litre
+    "x10^9/l": "10*9/L",
+    "x10e9/l": "10*9/L",
+    "x10*9/l": "10*9/L",
+    "10^9/l": "10*9/L",
+    "10e9/l": "10*9/L",
+    "10*9/l": "10*9/L",
+    # counts per volume: cells per microlitre
+    "cells/ul": "/uL",
+    "cells/mcl": "/uL",
+    "cells/mm3": "/uL",
+    "#/ul": "/uL",
+    "/ul": "/uL",
+    "/mm3": "/uL",
+    # arbitrary units: never convertible to mass units
+    "iu/ml": "[IU]/mL",
+    "u/ml": "[arb'U]/mL",  # assay-specific units (e.g. sCD25 on Immulite), not enzyme units
+    "%": "%",
+}
+_AMBIGUOUS_UNIT_TEXT = frozenset({"G/L", "G/l", "Giga/L"})
+
+
+class UnitConversionError(ValueError):
+    """A value cannot be converted between two units."""
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> PintUcumRegistry:
+    return PintUcumRegistry()
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(unit: str) -> Any | None:
+    """The pint quantity for one UCUM unit string, or None when it is not valid UCUM."""
+    try:
+        return _registry().from_ucum(unit)
+    except Exception:  # ucumvert raises lark and pint errors of several kinds for invalid input
+        return None
+
+
+def _parsed(unit: str) -> Any:
+    quantity = _parse(unit)
+    if quantity is None:
+        raise UnitConversionError(f"{unit!r} is not a valid UCUM unit")
+    return quantity
+
+
+def _arbitrary_signature(quantity: Any) -> frozenset[tuple[str, float]]:
+    """The arbitrary (dimensionless, non-numeric) units of a quantity with their exponents."""
+    registry = _registry()
+    return frozenset(
+        (name, exponent)
+        for name, exponent in quantity.unit_items()
+        if name not in _NUMERIC_SCALE_UNITS and registry.get_dimensionality(name) == {}
+    )
+
+
+def _to(quantity: Any, target: Any) -> float | None:
+    try:
+        return float(quantity.to(target.units).magnitude / target.magnitude)
+    except PintError:
+        return None
+
+
+def _with_molar_mass(quantity: Any, target: Any, molar_mass: float) -> float | None:
+    mass_per_mole = molar_mass * _parsed(_MOLAR_MASS_UNIT)
+    converted = _to(quantity * mass_per_mole, target)
+    return converted if converted is not None else _to(quantity / mass_per_mole, target)
+
+
+def convert(
+    value: float, source_unit: str, target_unit: str, *, molar_mass: float | None = None
+) -> float:
+    """`value` in `source_unit` (UCUM) expressed in `target_unit`; UnitConversionError if not."""
+    if source_unit == target_unit:
+        return float(value)
+    source, target = _parsed(source_unit), _parsed(target_unit)
+    if _arbitrary_signature(source) != _arbitrary_signature(target):
+        raise UnitConversionError(f"no fixed conversion from {source_unit} to {target_unit}")
+    quantity = value * source
+    converted = _to(quantity, target)
+    if converted is None and molar_mass is not None:
+        converted = _with_molar_mass(quantity, target, molar_mass)
+    if converted is None:
+        raise UnitConversionError(f"{source_unit} cannot be converted to {target_unit}")
+    return converted
+
+
+def is_valid_ucum(unit: str) -> bool:
+    """True when `unit` parses as a UCUM unit."""
+    return _parse(unit) is not None
+
+
+def normalise_unit_text(text: str | None) -> str | None:
+    """The UCUM unit for a non-UCUM unit string from UNIT_TEXT_ALIASES, or None when unknown."""
+    if not isinstance(text, str):
+        return None
+    compact = "".join(text.split()).replace("\u00b5", "u").replace("\u03bc", "u")
+    if compact in _AMBIGUOUS_UNIT_TEXT:
+        return None
+    return UNIT_TEXT_ALIASES.get(compact.lower())
