@@ -69,7 +69,7 @@ class FhirBadResponse(FhirError):
 _REQUESTS_ERRORS: tuple[tuple[type[BaseException], type[FhirError], str], ...] = (
     (requests.Timeout, FhirTimeout, "FHIR server timed out"),
     (requests.ConnectionError, FhirUnavailable, "FHIR server unreachable"),
-    (requests.RetryError, FhirUnavailable, "FHIR server unreachable"),
+    (requests.exceptions.RetryError, FhirUnavailable, "FHIR server unreachable"),
     (requests.TooManyRedirects, FhirBadResponse, "FHIR server redirected"),
     (requests.exceptions.ChunkedEncodingError, FhirUnavailable, "FHIR response broken off"),
     (requests.exceptions.ContentDecodingError, FhirBadResponse, "FHIR response undecodable"),
