@@ -3,15 +3,72 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
+
+from tests.support.leak_guard import SESSION_GUARD, LeakGuard, register_secret
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CONFORMANCE = FIXTURES / "conformance"
+PROJECT_LOGGERS = ("cds_service", "fhir_mappings", "model")
+
+
+def _register_conformance_secrets() -> None:
+    """The spec's own example access token and JWT are secrets too, wherever a test sends them."""
+    example = json.loads((CONFORMANCE / "spec-2.0.1-request-fhirAuthorization.json").read_text())
+    register_secret(example["fhirAuthorization"]["access_token"])
+    register_secret((CONFORMANCE / "spec-2.0.1-jwt-example.txt").read_text().strip())
+
+
+def _checked_open(original: Any, guard: LeakGuard) -> Any:
+    """Wrap FlaskClient.open so every response body and header set is searched for secrets."""
+
+    def open_and_check(self: FlaskClient, *args: Any, **kwargs: Any) -> Any:
+        response = original(self, *args, **kwargs)
+        shown = response.get_data().decode("utf-8", "replace") + str(response.headers)
+        leaked = guard.leaks_in_text(shown)
+        if leaked:
+            raise AssertionError(f"a response echoed registered secrets: {leaked}")
+        return response
+
+    return open_and_check
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leak_guard() -> Iterator[LeakGuard]:
+    """Capture every log record at DEBUG for the session; fail if any holds a registered secret."""
+    _register_conformance_secrets()
+    handler = SESSION_GUARD.handler()
+    root = logging.getLogger()
+    saved_levels = {name: logging.getLogger(name).level for name in ("", *PROJECT_LOGGERS)}
+    root.addHandler(handler)
+    for name in ("", *PROJECT_LOGGERS):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FlaskClient, "open", _checked_open(FlaskClient.open, SESSION_GUARD))
+        yield SESSION_GUARD
+    root.removeHandler(handler)
+    for name, level in saved_levels.items():
+        logging.getLogger(name).setLevel(level)
+    leaks = SESSION_GUARD.leaks_in_logs()
+    if leaks:
+        pytest.fail("secrets found in captured logs:\n" + "\n".join(leaks), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_logged_by_this_test(leak_guard: LeakGuard) -> Iterator[None]:
+    """Fail the test during whose run a registered secret reached the logs."""
+    start = len(leak_guard.records)
+    yield
+    leaks = leak_guard.leaks_in_logs(since=start)
+    if leaks:
+        pytest.fail("secrets found in captured logs:\n" + "\n".join(leaks), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

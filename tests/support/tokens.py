@@ -12,6 +12,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from tests.support.leak_guard import register_secret
+
 
 @dataclass
 class SigningKey:
@@ -29,7 +31,8 @@ class SigningKey:
             private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         else:
             raise ValueError(f"unsupported test algorithm {alg}")
-        return cls(alg=alg, kid=kid or f"{alg.lower()}-{uuid.uuid4().hex[:8]}", private_key=private_key)
+        key_id = kid or f"{alg.lower()}-{uuid.uuid4().hex[:8]}"
+        return cls(alg=alg, kid=key_id, private_key=private_key)
 
     def public_jwk(self) -> dict[str, Any]:
         algorithm = ECAlgorithm if self.alg.startswith("ES") else RSAAlgorithm
@@ -71,4 +74,18 @@ def make_token(
     if jku:
         header["jku"] = jku
     header.update(headers or {})
-    return jwt.encode(claims, key.private_key, algorithm=key.alg, headers=header)
+    return register_secret(jwt.encode(claims, key.private_key, algorithm=key.alg, headers=header))
+
+
+def fhir_authorization(access_token: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A `fhirAuthorization` object whose access token is registered with the leak guard."""
+    token = register_secret(access_token or f"test-access-{uuid.uuid4().hex}")
+    authorization: dict[str, Any] = {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/Patient.read patient/Observation.read",
+        "subject": "picu-endotype",
+    }
+    authorization.update(fields)
+    return authorization
