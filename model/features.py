@@ -1,0 +1,59 @@
+"""Model features from a `Timeline`: the one function the live service and training share.
+
+A feature row holds, for each analyte in the model's feature list, the latest counted result in
+the timeline's window (in the analyte's canonical unit), or NaN when there is none. Stale and
+preliminary results never become features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from model.assessment import Timeline
+
+# panel keys, in the order of the model's input columns
+FEATURE_ANALYTES: tuple[str, ...] = (
+    "il6",
+    "ifng",
+    "cxcl9",
+    "ferritin",
+    "crp",
+    "il10",
+    "sil2r",
+    "lymphocytes",
+    "platelets",
+    "lactate",
+)
+# tier-1 markers without which the model never gives a pathway
+REQUIRED_ANALYTES: tuple[str, ...] = ("il6", "ferritin", "crp")
+
+
+def latest_value(timeline: Timeline, analyte: str) -> float:
+    """The latest counted value of one analyte in the window, or NaN when it has none."""
+    series = timeline.series.get(analyte)
+    if series is None or not series.values:
+        return float("nan")
+    value = float(series.latest.value)
+    return value if np.isfinite(value) and value >= 0 else float("nan")
+
+
+def feature_row(timeline: Timeline, analytes: Sequence[str] = FEATURE_ANALYTES) -> np.ndarray:
+    """One patient's feature vector, aligned with `analytes`."""
+    return np.array([latest_value(timeline, analyte) for analyte in analytes], dtype=float)
+
+
+def feature_matrix(
+    timelines: Iterable[Timeline], analytes: Sequence[str] = FEATURE_ANALYTES
+) -> np.ndarray:
+    """Stack feature rows; shape (n_patients, len(analytes))."""
+    rows = [feature_row(timeline, analytes) for timeline in timelines]
+    if not rows:
+        return np.empty((0, len(analytes)), dtype=float)
+    return np.vstack(rows)
+
+
+def missing_analytes(timeline: Timeline, analytes: Sequence[str]) -> tuple[str, ...]:
+    """Analytes with no counted result in the window, in `analytes` order."""
+    return tuple(a for a in analytes if not np.isfinite(latest_value(timeline, a)))

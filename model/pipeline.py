@@ -1,0 +1,156 @@
+"""The scikit-learn endotype classifier, its coefficients, and its skops file format.
+
+Pipeline: log1p → median imputation with missingness indicators → standard scaling →
+L2-penalised multinomial logistic regression, wrapped in `CalibratedClassifierCV` (temperature
+scaling fitted on cross-validated predictions; prediction uses the one pipeline fitted on all
+data, so its coefficients explain its output). Models are stored with skops and an explicit list
+of trusted types, never pickle, next to a JSON metadata file that records the sha256 of the
+model file and the scikit-learn version; a mismatch of either refuses the load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+import skops.io as sio
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+# every type a model file may contain beyond skops' defaults; anything else refuses the load
+TRUSTED_TYPES: tuple[str, ...] = (
+    "numpy.dtype",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._TemperatureScaling",
+    "sklearn.model_selection._split.StratifiedKFold",
+)
+CALIBRATION_FOLDS = 5
+
+
+class ModelFileError(ValueError):
+    """A model file that must not be used: missing, altered, or from another scikit-learn."""
+
+
+@dataclass(frozen=True)
+class EndotypeModel:
+    """A fitted calibrated classifier and the metadata that describes it."""
+
+    estimator: CalibratedClassifierCV
+    metadata: Mapping[str, Any]
+
+    @property
+    def analytes(self) -> tuple[str, ...]:
+        """Input columns, in order."""
+        return tuple(self.metadata["feature_analytes"])
+
+    @property
+    def high_risk_class(self) -> str:
+        """The class that maps to the biomarker-guided pathway."""
+        return str(self.metadata["high_risk_class"])
+
+    @property
+    def threshold(self) -> float:
+        """Probability of the high-risk class at or above which the pathway is biomarker-guided."""
+        return float(self.metadata["threshold"])
+
+
+def build_classifier(*, C: float = 1.0, random_state: int = 0) -> CalibratedClassifierCV:
+    """An unfitted calibrated pipeline; `random_state` fixes the calibration folds."""
+    pipeline = Pipeline(
+        [
+            ("log", FunctionTransformer(np.log1p, feature_names_out="one-to-one")),
+            (
+                "impute",
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            ),
+            ("scale", StandardScaler()),
+            ("logreg", LogisticRegression(C=C, l1_ratio=0.0, max_iter=2000)),
+        ]
+    )
+    folds = StratifiedKFold(n_splits=CALIBRATION_FOLDS, shuffle=True, random_state=random_state)
+    return CalibratedClassifierCV(pipeline, method="temperature", cv=folds, ensemble=False)
+
+
+def base_pipeline(estimator: CalibratedClassifierCV) -> Pipeline:
+    """The pipeline fitted on all training data, whose output the calibrator rescales."""
+    return estimator.calibrated_classifiers_[0].estimator
+
+
+def transformed_names(estimator: CalibratedClassifierCV, analytes: Sequence[str]) -> list[str]:
+    """Names of the logistic regression's inputs (analytes, then missingness indicators)."""
+    preprocess = base_pipeline(estimator)[:-1]
+    return [str(name) for name in preprocess.get_feature_names_out(list(analytes))]
+
+
+def class_coefficients(estimator: CalibratedClassifierCV, class_name: str) -> np.ndarray:
+    """The logistic regression's coefficients for one class, over the transformed inputs."""
+    logreg = base_pipeline(estimator)[-1]
+    index = list(logreg.classes_).index(class_name)
+    return np.asarray(logreg.coef_[index], dtype=float)
+
+
+def standardised_inputs(estimator: CalibratedClassifierCV, rows: np.ndarray) -> np.ndarray:
+    """Rows after log, imputation and scaling: what the coefficients multiply."""
+    return base_pipeline(estimator)[:-1].transform(rows)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def metadata_path(model_path: Path) -> Path:
+    """Where a model file's metadata lives: same name, `.json` suffix."""
+    return model_path.with_suffix(".json")
+
+
+def save_model(model: EndotypeModel, path: Path) -> EndotypeModel:
+    """Write the skops file and its metadata (with content hash); return the model as saved."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump(model.estimator, path)
+    metadata = dict(model.metadata)
+    metadata["sklearn_version"] = sklearn.__version__
+    metadata["content_hash"] = f"sha256:{sha256_of(path)}"
+    metadata["model_file"] = path.name
+    metadata_path(path).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return EndotypeModel(estimator=model.estimator, metadata=metadata)
+
+
+def load_model(path: Path) -> EndotypeModel:
+    """Load a model file with its metadata; refuse altered files and other scikit-learn versions."""
+    meta_file = metadata_path(path)
+    if not path.is_file() or not meta_file.is_file():
+        raise ModelFileError(f"model file or its metadata not found: {path}, {meta_file}")
+    metadata = json.loads(meta_file.read_text())
+    _check_version(metadata)
+    _check_hash(path, metadata)
+    estimator = sio.load(path, trusted=list(TRUSTED_TYPES))
+    if not isinstance(estimator, CalibratedClassifierCV):
+        raise ModelFileError(f"{path} does not hold a calibrated endotype classifier")
+    return EndotypeModel(estimator=estimator, metadata=metadata)
+
+
+def _check_version(metadata: Mapping[str, Any]) -> None:
+    recorded = metadata.get("sklearn_version")
+    if recorded != sklearn.__version__:
+        raise ModelFileError(
+            f"model was saved with scikit-learn {recorded}, this is {sklearn.__version__}; "
+            "retrain or rebuild the model with this version"
+        )
+
+
+def _check_hash(path: Path, metadata: Mapping[str, Any]) -> None:
+    expected = metadata.get("content_hash")
+    actual = f"sha256:{sha256_of(path)}"
+    if expected != actual:
+        raise ModelFileError(f"model file {path.name} does not match the hash in its metadata")
