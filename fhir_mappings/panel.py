@@ -28,6 +28,7 @@ class Coding(_Frozen):
     display: str
     unit: str | None = None  # UCUM unit implied by the code when the Observation sends none
     arbitrary_units: bool = False  # units/volume assay with no fixed conversion: never used
+    local: bool = False  # a site's own code from settings: its unit applies to unknown unit text
 
     def as_fhir(self) -> dict[str, str]:
         """The FHIR Coding dict (system, code, display)."""
@@ -118,6 +119,7 @@ def _with_local_code(analyte: Analyte, local: LocalCode) -> Analyte:
         code=local.code,
         display=f"{analyte.display} (local code {local.code})",
         unit=local.unit,
+        local=True,
     )
     return analyte.model_copy(update={"codes": (*analyte.codes, coding)})
 

@@ -1,0 +1,345 @@
+"""Observation dicts -> Measurement (numeric, canonical unit, UTC time) or Exclusion (and why).
+
+Plain dict access only: this is the hot path of every hook. Observations whose code is not a
+panel analyte are ignored; every recognised Observation becomes exactly one Measurement or one
+Exclusion (one per panel component for panel Observations), and malformed input never raises.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from fhir_mappings.measurement import (
+    COUNTED_STATUSES,
+    PRELIMINARY_STATUSES,
+    Exclusion,
+    ExclusionReason,
+    Extraction,
+    Measurement,
+)
+from fhir_mappings.panel import Analyte, Coding, Panel
+from fhir_mappings.units import UnitConversionError, convert, is_valid_ucum, normalise_unit_text
+
+UCUM_SYSTEM = "http://unitsofmeasure.org"
+COMPARATORS = frozenset({"<", "<=", ">=", ">"})
+EXCLUDED_STATUSES = {
+    "entered-in-error": ExclusionReason.ENTERED_IN_ERROR,
+    "cancelled": ExclusionReason.CANCELLED,
+}
+NON_NUMERIC_VALUES = (
+    "valueString",
+    "valueCodeableConcept",
+    "valueBoolean",
+    "valueInteger",
+    "valueRange",
+    "valueRatio",
+    "valueSampledData",
+    "valueTime",
+    "valueDateTime",
+    "valuePeriod",
+)
+# FHIR dateTime / instant: a year, optionally month, day, and a time with optional offset.
+_FHIR_DATETIME = re.compile(
+    r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+_HAS_TIME = re.compile(r"T\d{2}:\d{2}")
+
+
+class _Excluded(Exception):
+    """Raised by a rule when a recognised result cannot be used."""
+
+    def __init__(self, reason: ExclusionReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """One recognised result: the Observation, the part holding the value, and its analyte."""
+
+    observation: Mapping[str, Any]
+    holder: Mapping[str, Any]  # the Observation itself or one of its components
+    analyte: Analyte
+    coding: Coding
+
+
+def extract(
+    observations: Iterable[Mapping[str, Any]], panel: Panel, *, patient_id: str | None = None
+) -> Extraction:
+    """Map Observation dicts to Measurements and Exclusions; never raises on malformed input."""
+    measurements: list[Measurement] = []
+    exclusions: list[Exclusion] = []
+    for item in observations:
+        for outcome in _outcomes(item, panel, patient_id):
+            if isinstance(outcome, Measurement):
+                measurements.append(outcome)
+            else:
+                exclusions.append(outcome)
+    return Extraction(measurements=tuple(measurements), exclusions=tuple(exclusions))
+
+
+def _outcomes(item: Any, panel: Panel, patient_id: str | None) -> Iterator[Measurement | Exclusion]:
+    if not isinstance(item, Mapping):
+        yield Exclusion(ExclusionReason.MALFORMED, "an Observation entry is not a JSON object")
+        return
+    if item.get("resourceType", "Observation") != "Observation":
+        return
+    for result in _recognised(item, panel):
+        yield _outcome(result, patient_id)
+
+
+def _recognised(observation: Mapping[str, Any], panel: Panel) -> Iterator[_Result]:
+    """The panel results of one Observation: itself and each panel component."""
+    holders = [observation, *_mappings(observation.get("component"))]
+    for holder in holders:
+        matched = panel.match(_codings(holder))
+        if matched is not None:
+            yield _Result(observation, holder, matched[0], matched[1])
+
+
+def _mappings(value: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list):
+        return []
+    return [entry for entry in value if isinstance(entry, Mapping)]
+
+
+def _codings(holder: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    code = holder.get("code")
+    return _mappings(code.get("coding")) if isinstance(code, Mapping) else []
+
+
+def _outcome(result: _Result, patient_id: str | None) -> Measurement | Exclusion:
+    time: datetime | None = None
+    try:
+        time = _effective_time_or_none(result.observation)
+        return _measurement(result, patient_id)
+    except _Excluded as excluded:
+        return _exclusion(result, excluded.reason, excluded.detail, time)
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as error:
+        detail = f"{result.analyte.display} result has an unexpected shape ({type(error).__name__})"
+        return _exclusion(result, ExclusionReason.MALFORMED, detail, time)
+
+
+def _exclusion(
+    result: _Result, reason: ExclusionReason, detail: str, time: datetime | None
+) -> Exclusion:
+    return Exclusion(
+        reason=reason,
+        detail=detail,
+        analyte=result.analyte.key,
+        system=result.coding.system,
+        code=result.coding.code,
+        time=time,
+        observation_id=_observation_id(result.observation),
+    )
+
+
+def _measurement(result: _Result, patient_id: str | None) -> Measurement:
+    _check_subject(result.observation, patient_id)
+    status = _usable_status(result.observation)
+    time = _effective_time(result.observation)
+    quantity = _quantity(result.holder, result.analyte)
+    source_value = _numeric_value(quantity, result.analyte)
+    comparator = _comparator(quantity)
+    source_unit = _source_unit(quantity, result.coding, result.analyte)
+    return Measurement(
+        analyte=result.analyte.key,
+        value=_converted(source_value, source_unit, result.analyte),
+        unit=result.analyte.unit,
+        time=time,
+        system=result.coding.system,
+        code=result.coding.code,
+        status=status,
+        comparator=comparator,
+        source_value=source_value,
+        source_unit=source_unit,
+        observation_id=_observation_id(result.observation),
+    )
+
+
+def _observation_id(observation: Mapping[str, Any]) -> str | None:
+    identifier = observation.get("id")
+    return identifier if isinstance(identifier, str) else None
+
+
+# --- subject ---------------------------------------------------------------------------------
+
+
+def _check_subject(observation: Mapping[str, Any], patient_id: str | None) -> None:
+    """Refuse a result whose subject is a different patient (or not a patient at all)."""
+    if patient_id is None:
+        return
+    subject = observation.get("subject")
+    reference = subject.get("reference") if isinstance(subject, Mapping) else None
+    if not isinstance(reference, str):
+        return  # no literal reference: the result came from a query scoped to this patient
+    resource_type, resource_id = _reference_target(reference)
+    if resource_type is None:
+        return
+    wanted = patient_id.removeprefix("Patient/")
+    if resource_type != "Patient" or resource_id != wanted:
+        raise _Excluded(ExclusionReason.OTHER_PATIENT, "result belongs to another subject")
+
+
+def _reference_target(reference: str) -> tuple[str | None, str | None]:
+    """(type, id) of a relative or absolute literal reference, ignoring any `_history` suffix."""
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) < 2 or not parts[-2] or not parts[-1]:
+        return None, None
+    return parts[-2], parts[-1]
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+def _usable_status(observation: Mapping[str, Any]) -> str:
+    """The status when counted or preliminary; otherwise the matching exclusion."""
+    status = observation.get("status")
+    if not isinstance(status, str):
+        raise _Excluded(ExclusionReason.MALFORMED, "Observation has no status")
+    if status in EXCLUDED_STATUSES:
+        raise _Excluded(EXCLUDED_STATUSES[status], f"result status is {status}")
+    if status not in COUNTED_STATUSES | PRELIMINARY_STATUSES:
+        raise _Excluded(ExclusionReason.UNSUPPORTED_STATUS, f"result status is {status}")
+    return status
+
+
+# --- time ------------------------------------------------------------------------------------
+
+
+def _effective_time_or_none(observation: Mapping[str, Any]) -> datetime | None:
+    try:
+        return _effective_time(observation)
+    except (_Excluded, TypeError, ValueError):
+        return None
+
+
+def _effective_time(observation: Mapping[str, Any]) -> datetime:
+    """effectiveDateTime, effectiveInstant or effectivePeriod (start, else end), in UTC."""
+    text = _effective_text(observation)
+    if text is None:
+        raise _Excluded(ExclusionReason.NO_EFFECTIVE_TIME, "result has no effective time")
+    return _utc(text)
+
+
+def _effective_text(observation: Mapping[str, Any]) -> Any:
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in observation:
+            return observation[key]
+    period = observation.get("effectivePeriod")
+    if isinstance(period, Mapping):
+        return period.get("start") or period.get("end")
+    return None
+
+
+def _utc(text: Any) -> datetime:
+    """An aware UTC datetime from a FHIR dateTime that has a time and an offset."""
+    match = _FHIR_DATETIME.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise _Excluded(
+            ExclusionReason.MALFORMED, f"effective time {text!r} is not a FHIR dateTime"
+        )
+    if match.group("tz") is None:
+        precision = "has no timezone" if _HAS_TIME.search(text) else "has no time of day"
+        raise _Excluded(ExclusionReason.IMPRECISE_TIME, f"effective time {text} {precision}")
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        raise _Excluded(
+            ExclusionReason.MALFORMED, f"effective time {text} is not a valid date"
+        ) from None
+
+
+# --- value and unit --------------------------------------------------------------------------
+
+
+def _quantity(holder: Mapping[str, Any], analyte: Analyte) -> Mapping[str, Any]:
+    """The valueQuantity, or the exclusion saying why there is no numeric value."""
+    if "dataAbsentReason" in holder:
+        raise _Excluded(ExclusionReason.DATA_ABSENT, _absent_detail(holder["dataAbsentReason"]))
+    quantity = holder.get("valueQuantity")
+    if isinstance(quantity, Mapping):
+        return quantity
+    if quantity is not None:
+        raise _Excluded(
+            ExclusionReason.MALFORMED, f"{analyte.display} valueQuantity is not an object"
+        )
+    sent = next((key for key in NON_NUMERIC_VALUES if key in holder), None)
+    if sent is not None:
+        raise _Excluded(ExclusionReason.NO_NUMERIC_VALUE, f"{analyte.display} was sent as {sent}")
+    raise _Excluded(ExclusionReason.NO_NUMERIC_VALUE, f"{analyte.display} result has no value")
+
+
+def _absent_detail(reason: Any) -> str:
+    """`value absent: <text, display or code>` from a dataAbsentReason CodeableConcept."""
+    labels: list[Any] = []
+    if isinstance(reason, Mapping):
+        labels.append(reason.get("text"))
+        for coding in _mappings(reason.get("coding")):
+            labels.extend([coding.get("display"), coding.get("code")])
+    label = next((str(item) for item in labels if isinstance(item, str) and item), None)
+    return f"value absent: {label or 'no reason given'}"
+
+
+def _numeric_value(quantity: Mapping[str, Any], analyte: Analyte) -> float:
+    value = quantity.get("value")
+    if value is None:
+        raise _Excluded(
+            ExclusionReason.NO_NUMERIC_VALUE, f"{analyte.display} quantity has no value"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise _Excluded(
+            ExclusionReason.MALFORMED, f"{analyte.display} value {value!r} is not a number"
+        )
+    if not math.isfinite(value):
+        raise _Excluded(
+            ExclusionReason.MALFORMED, f"{analyte.display} value {value!r} is not finite"
+        )
+    return float(value)
+
+
+def _comparator(quantity: Mapping[str, Any]) -> str | None:
+    comparator = quantity.get("comparator")
+    if comparator is None or comparator in COMPARATORS:
+        return comparator
+    raise _Excluded(ExclusionReason.MALFORMED, f"unknown comparator {comparator!r}")
+
+
+def _source_unit(quantity: Mapping[str, Any], coding: Coding, analyte: Analyte) -> str:
+    """The UCUM unit the value was sent in: UCUM code, known unit text, else the code's unit."""
+    if coding.arbitrary_units:
+        raise _unit_error(
+            analyte,
+            f"{coding.code} reports arbitrary units, with no fixed conversion to {analyte.unit}",
+        )
+    code, text = quantity.get("code"), quantity.get("unit")
+    if quantity.get("system") == UCUM_SYSTEM and isinstance(code, str):
+        return code
+    known = normalise_unit_text(text) or normalise_unit_text(code)
+    if known is not None:
+        return known
+    sent = next((item for item in (text, code) if isinstance(item, str) and item.strip()), None)
+    if coding.unit is not None and (coding.local or sent is None):
+        return coding.unit
+    if sent is not None:
+        raise _unit_error(analyte, f"unit {sent!r} is not recognised")
+    raise _unit_error(analyte, "no unit was sent")
+
+
+def _converted(value: float, source_unit: str, analyte: Analyte) -> float:
+    try:
+        return convert(value, source_unit, analyte.unit, molar_mass=analyte.molar_mass)
+    except UnitConversionError:
+        shown = source_unit if is_valid_ucum(source_unit) else repr(source_unit)
+        raise _unit_error(analyte, f"{shown} cannot be converted to {analyte.unit}") from None
+
+
+def _unit_error(analyte: Analyte, reason: str) -> _Excluded:
+    return _Excluded(ExclusionReason.UNIT_NOT_CONVERTIBLE, f"{analyte.display}: {reason}")
