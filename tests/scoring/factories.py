@@ -1,0 +1,68 @@
+"""Builders for measurements and timelines, shared by the scoring and card tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fhir_mappings.measurement import Exclusion, Extraction, Measurement
+from model.assessment import Timeline
+from model.timeline import build_timeline
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+WINDOW = timedelta(hours=48)
+LOINC = "http://loinc.org"
+
+# analyte -> (canonical unit, primary LOINC)
+ANALYTES: dict[str, tuple[str, str]] = {
+    "il6": ("pg/mL", "26881-3"),
+    "ferritin": ("ng/mL", "2276-4"),
+    "crp": ("mg/L", "1988-5"),
+    "cxcl9": ("pg/mL", "98115-9"),
+    "ifng": ("pg/mL", "27415-9"),
+    "lymphocytes": ("10*3/uL", "731-0"),
+    "platelets": ("10*3/uL", "777-3"),
+    "lactate": ("mmol/L", "2524-7"),
+}
+
+
+def result(
+    analyte: str,
+    value: float,
+    *,
+    hours_ago: float = 2.0,
+    status: str = "final",
+    comparator: str | None = None,
+    unit: str | None = None,
+    source: tuple[float, str] | None = None,
+    observation_id: str | None = None,
+) -> Measurement:
+    """One panel result `hours_ago` before NOW, in the analyte's canonical unit by default."""
+    canonical, code = ANALYTES[analyte]
+    return Measurement(
+        analyte=analyte,
+        value=value,
+        unit=unit or canonical,
+        time=NOW - timedelta(hours=hours_ago),
+        system=LOINC,
+        code=code,
+        status=status,
+        comparator=comparator,
+        source_value=source[0] if source else None,
+        source_unit=source[1] if source else None,
+        observation_id=observation_id or f"obs-{analyte}-{value}-{hours_ago}-{status}",
+    )
+
+
+def timeline_of(
+    *measurements: Measurement,
+    exclusions: tuple[Exclusion, ...] = (),
+    window: timedelta = WINDOW,
+) -> Timeline:
+    """A timeline at NOW built the production way from the given results."""
+    extraction = Extraction(measurements=measurements, exclusions=exclusions)
+    return build_timeline(extraction, now=NOW, window=window)
+
+
+def panel_values(**values: float) -> tuple[Measurement, ...]:
+    """Exact results two hours ago, e.g. `panel_values(il6=40, ferritin=600, crp=12)`."""
+    return tuple(result(analyte, value) for analyte, value in values.items())
