@@ -174,18 +174,24 @@ def _observation_id(observation: Mapping[str, Any]) -> str | None:
 
 def _check_subject(observation: Mapping[str, Any], patient_id: str | None) -> None:
     """Refuse a result whose subject is a different patient (or not a patient at all)."""
-    if patient_id is None:
+    if patient_id is None or "subject" not in observation:
+        return  # no subject: the result came from a query scoped to this patient
+    reference = _subject_reference(observation["subject"])
+    if reference is None:
         return
-    subject = observation.get("subject")
-    reference = subject.get("reference") if isinstance(subject, Mapping) else None
-    if not isinstance(reference, str):
-        return  # no literal reference: the result came from a query scoped to this patient
     resource_type, resource_id = _reference_target(reference)
     if resource_type is None:
         return
     wanted = patient_id.removeprefix("Patient/")
     if resource_type != "Patient" or resource_id != wanted:
         raise _Excluded(ExclusionReason.OTHER_PATIENT, "result belongs to another subject")
+
+
+def _subject_reference(subject: Any) -> str | None:
+    """The literal reference of a subject, None when it has none; malformed shapes are refused."""
+    if not isinstance(subject, Mapping) or not isinstance(subject.get("reference", ""), str):
+        raise _Excluded(ExclusionReason.MALFORMED, "Observation subject is not a Reference")
+    return subject.get("reference")
 
 
 def _reference_target(reference: str) -> tuple[str | None, str | None]:
