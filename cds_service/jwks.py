@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from jwt import PyJWK, PyJWKClient, PyJWKSet
-from jwt.exceptions import PyJWKSetError, PyJWTError
+from jwt.exceptions import PyJWTError
 
 from cds_service.settings import ClientSettings
 
@@ -30,8 +30,11 @@ class JkuNotAllowed(KeyNotFound):
 def parse_inline_jwks(text: str, iss: str) -> PyJWKSet:
     """Parse a configured inline JWK Set, failing at start-up if it holds no usable key."""
     try:
-        return PyJWKSet.from_dict(json.loads(text))
-    except (ValueError, TypeError, PyJWKSetError) as error:
+        document = json.loads(text)
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        return PyJWKSet.from_dict(document)
+    except (ValueError, PyJWTError) as error:
         raise ValueError(f"client {iss!r}: inline jwks is not a usable JWK Set ({error})") from None
 
 
@@ -80,6 +83,6 @@ class ClientKeys:
         """Look `kid` up in one remote set, refreshing it at most once per interval."""
         try:
             return self._remote[url].get_signing_key(kid)
-        except PyJWTError as error:
+        except (PyJWTError, ValueError, OSError) as error:  # unreachable, not JSON, no usable key
             reason = type(error).__name__
             raise KeyNotFound(f"no key for the kid in the remote key set ({reason})") from None
