@@ -9,6 +9,7 @@ is one row of `PARAMETERS`, with its source or the word "assumption". Pure: no I
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -395,6 +396,11 @@ class Cohort:
             outcomes=tuple(r.outcome for r in items),
             latent=tuple(r.latent for r in items),
         )
+
+    def without_labels(self) -> Cohort:
+        """The same cohort with reference_endotype left empty, as at a site without labels."""
+        outcomes = tuple(_replace_outcome(row) for row in self.outcomes)
+        return dataclasses.replace(self, outcomes=outcomes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -791,8 +797,7 @@ def _observation_for(panel: Panel, ctx: _Context, result: _Result, as_utc: bool)
 
 
 def _replace(result: _Result, **changes: Any) -> _Result:
-    fields = {name: getattr(result, name) for name in _Result.__slots__}
-    return _Result(**(fields | changes))
+    return dataclasses.replace(result, **changes)
 
 
 def _turnaround(rng: np.random.Generator, analyte: str) -> timedelta:
@@ -942,19 +947,12 @@ def generate_cohort(
     n: int, seed: int, *, start: datetime | None = None, labelled: bool = True
 ) -> Cohort:
     """A seeded synthetic cohort of `n` patients; `labelled=False` empties reference_endotype."""
-    records = iter_patient_records(n, seed, start=start)
-    cohort = Cohort.from_records(n, seed, records)
-    if labelled:
-        return cohort
-    unlabelled = tuple(_replace_outcome(row) for row in cohort.outcomes)
-    return Cohort(
-        n, seed, cohort.patients, cohort.encounters, cohort.observations, unlabelled, cohort.latent
-    )
+    cohort = Cohort.from_records(n, seed, iter_patient_records(n, seed, start=start))
+    return cohort if labelled else cohort.without_labels()
 
 
 def _replace_outcome(row: OutcomeRow) -> OutcomeRow:
-    values = {name: getattr(row, name) for name in OUTCOME_COLUMNS}
-    return OutcomeRow(**(values | {"reference_endotype": ""}))
+    return dataclasses.replace(row, reference_endotype="")
 
 
 # ---------------------------------------------------------------------------------------------
