@@ -1,0 +1,51 @@
+"""`picu-endotype demo --once`: the whole product, as a subprocess, exactly as a user runs it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from cds_service.demo import DEMO_PATIENTS
+from cds_service.sandbox_fhir import SandboxFhir
+
+JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+")
+EXPECTED_PATHWAYS = {
+    "hyperinflammatory": "biomarker-guided",
+    "quiescent": "standard",
+    "missing-panel": "insufficient-data",
+    "resolving": "standard",
+}
+
+
+def _demo_command() -> list[str]:
+    entry_point = Path(sys.executable).with_name("picu-endotype")
+    if entry_point.exists():
+        return [str(entry_point), "demo", "--once"]
+    return [sys.executable, "-m", "cds_service.cli", "demo", "--once"]
+
+
+def _patient_sections(output: str) -> dict[str, str]:
+    """The text printed for each patient, keyed by patient id."""
+    sections = re.split(r"^--- (\S+) ", output, flags=re.MULTILINE)
+    return dict(zip(sections[1::2], sections[2::2], strict=True))
+
+
+def test_demo_once_prints_each_synthetic_patients_card_and_exits_cleanly(
+    sandbox_fhir: SandboxFhir,  # the sandbox must be installed; the demo starts its own
+) -> None:
+    completed = subprocess.run(
+        _demo_command(), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    output = completed.stdout
+    assert "SYNTHETIC PATIENTS" in output
+    sections = _patient_sections(output)
+    assert set(sections) == {patient.patient_id for patient in DEMO_PATIENTS}
+    for patient in DEMO_PATIENTS:
+        section = sections[patient.patient_id]
+        assert f"Pathway:   {EXPECTED_PATHWAYS[patient.kind]}" in section
+        assert "Summary:" in section
+    assert "/ui/" in output
+    assert not JWT_SHAPE.search(output + completed.stderr)
