@@ -1,0 +1,77 @@
+"""The Flask application factory: `create_app(settings)` builds one configured service.
+
+Nothing here reads configuration at import time; tests pass their own `Settings`. The settings
+live in `app.extensions["picu_endotype"]`, the panel and scorer are loaded once at start, and
+every error leaves as an OperationOutcome.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from importlib.metadata import PackageNotFoundError, version
+
+from flask import Blueprint, Flask, jsonify
+from flask.typing import ResponseReturnValue
+
+from cds_service.settings import Settings, load_settings
+from model.assessment import Scorer
+
+PACKAGE = "picu-endotype"
+
+health_bp = Blueprint("health", __name__)
+
+
+def package_version() -> str:
+    """The installed package version, or "unknown" when running from an uninstalled tree."""
+    try:
+        return version(PACKAGE)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@health_bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """Liveness for load balancers: no authentication, no patient data."""
+    return jsonify({"status": "ok", "version": package_version()})
+
+
+def load_scorer(settings: Settings) -> Scorer:
+    """The scorer the settings choose: the v1 rules, or the scikit-learn model."""
+    if settings.scorer == "model":
+        from model.scorer import load_model_scorer
+
+        return load_model_scorer(settings.model_path)
+    from model.rules import load_rule_scorer
+
+    return load_rule_scorer()
+
+
+def _register_model_card(app: Flask) -> None:
+    """Serve GET /model-card when that module is part of this build."""
+    if importlib.util.find_spec("cds_service.model_card") is not None:
+        from cds_service.model_card import bp as model_card_bp
+
+        app.register_blueprint(model_card_bp)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the CDS Hooks service for `settings` (default: the file and environment)."""
+    from cds_service import auth, discovery, errors, feedback, hooks
+    from fhir_mappings.panel import load_panel
+
+    settings = settings if settings is not None else load_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[discovery.SETTINGS_KEY] = settings
+    errors.init_app(app)
+    auth.init_app(app, settings)
+    panel = load_panel(settings.local_codes)
+    service = discovery.endotype_service(panel, settings)
+    discovery.init_app(app, (service,))
+    engine = hooks.HookEngine(settings, panel, load_scorer(settings), service.prefetch)
+    hooks.init_app(app, engine)
+    feedback.init_app(app, settings)
+    app.register_blueprint(health_bp)
+    _register_model_card(app)
+    return app

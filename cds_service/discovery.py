@@ -1,0 +1,95 @@
+"""The service definition and `GET /cds-services`: one declaration feeds discovery and dispatch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from flask import Blueprint, Flask, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from cds_service import auth
+from cds_service.errors import UnknownService
+from cds_service.models import Service, Services
+from cds_service.settings import Settings
+from fhir_mappings.panel import Panel
+from fhir_mappings.prefetch import prefetch_templates
+
+SERVICE_ID = "picu-immune-endotype"
+PATIENT_VIEW = "patient-view"
+SERVICES_KEY = "picu_endotype.services"
+SETTINGS_KEY = "picu_endotype"
+
+bp = Blueprint("discovery", __name__)
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """One CDS Service: what discovery advertises and what dispatch checks a call against."""
+
+    id: str
+    hook: str
+    title: str
+    description: str
+    prefetch: Mapping[str, str] = field(default_factory=dict)
+    usage_requirements: str | None = None
+
+    def to_model(self) -> Service:
+        """The discovery entry for this service."""
+        return Service(
+            hook=self.hook,
+            title=self.title,
+            description=self.description,
+            id=self.id,
+            prefetch=dict(self.prefetch) or None,
+            usageRequirements=self.usage_requirements,
+        )
+
+
+def endotype_service(panel: Panel, settings: Settings) -> ServiceDefinition:
+    """The patient-view immune-endotype service, with prefetch templates for the panel."""
+    return ServiceDefinition(
+        id=SERVICE_ID,
+        hook=PATIENT_VIEW,
+        title="PICU immune endotype",
+        description=(
+            "Reads the patient's recent inflammatory biomarker results (IL-6, IFN-gamma, CXCL9, "
+            "ferritin, CRP and others), scores an immune endotype and suggests whether a "
+            "biomarker-guided or the standard pathway may apply, showing every input it used."
+        ),
+        prefetch=prefetch_templates(panel, settings.fhir.page_size),
+        usage_requirements=(
+            "Needs read access to Patient and Observation on the client's FHIR server "
+            "(fhirServer with fhirAuthorization) whenever the prefetch is absent or incomplete. "
+            "Intended for patients under 18 years in intensive care."
+        ),
+    )
+
+
+def init_app(app: Flask, services: tuple[ServiceDefinition, ...]) -> None:
+    """Make `services` the app's service table and register the discovery route."""
+    app.extensions[SERVICES_KEY] = {service.id: service for service in services}
+    app.register_blueprint(bp)
+
+
+def find_service(service_id: str) -> ServiceDefinition:
+    """The service registered under `service_id`; UnknownService otherwise."""
+    services: dict[str, ServiceDefinition] = current_app.extensions[SERVICES_KEY]
+    service = services.get(service_id)
+    if service is None:
+        raise UnknownService("No CDS Service with this id is offered here.")
+    return service
+
+
+def current_settings() -> Settings:
+    """The settings of the running app."""
+    return current_app.extensions[SETTINGS_KEY]
+
+
+@bp.get("/cds-services")
+def list_services() -> ResponseReturnValue:
+    """Discovery: every service this server offers."""
+    auth.authenticate(f"{current_settings().public_base_url}/cds-services")
+    services: dict[str, ServiceDefinition] = current_app.extensions[SERVICES_KEY]
+    body = Services(services=[service.to_model() for service in services.values()])
+    return jsonify(body.to_json())

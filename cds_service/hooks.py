@@ -1,0 +1,269 @@
+"""`POST /cds-services/{id}`: authenticate, parse, gather, score, answer with one card.
+
+The flow reads as the architecture describes it: check the caller and the request, obtain the
+patient's data (prefetch first, the FHIR server for the rest), map it to a timeline, let the
+configured scorer assess it, and return the card. Only `gather` does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import ValidationError
+
+from cds_service import auth
+from cds_service.auth import CdsClient, FhirServerNotAllowed
+from cds_service.cards import build_card
+from cds_service.discovery import ServiceDefinition, current_settings, find_service
+from cds_service.errors import (
+    CdsError,
+    FhirServerRefused,
+    InvalidHookRequest,
+    InvalidPrefetch,
+    MalformedJson,
+    PreconditionFailed,
+    UnsupportedMediaType,
+    WrongHook,
+    validation_diagnostics,
+)
+from cds_service.models import HookRequest, HookResponse, PatientViewContext
+from cds_service.settings import Settings
+from fhir_mappings.gather import DataUnavailable, FhirAccess, PatientData, gather_patient_data
+from fhir_mappings.observations import extract
+from fhir_mappings.panel import Panel
+from fhir_mappings.prefetch import MalformedPrefetch
+from model.assessment import Scorer
+from model.timeline import build_timeline
+
+audit_log = logging.getLogger("picu_endotype.audit")
+
+ENGINE_KEY = "picu_endotype.hook_engine"
+AGE_GATED = "age-gated"
+_READ_CHUNK = 64 * 1024
+
+bp = Blueprint("hooks", __name__)
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    """The response to one hook, with what the audit line needs to know about it."""
+
+    response: HookResponse
+    pathway: str
+    sources: Any
+
+
+# --- request parsing ---
+
+
+def read_body() -> bytes:
+    """The whole request body, read to its end so that a streamed body over the limit is a 413.
+
+    Werkzeug refuses a declared Content-Length over MAX_CONTENT_LENGTH at once; a body without
+    one (chunked) is cut at the limit, and reading past that point raises the 413 instead of
+    handing us a silently truncated body.
+    """
+    chunks = []
+    while chunk := request.stream.read(_READ_CHUNK):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_json_body() -> Any:
+    """The current request's JSON body: 415 if not JSON, 413 if too large, 400 if unreadable."""
+    if not request.is_json:
+        raise UnsupportedMediaType("The request body must be sent as application/json.")
+    body = read_body()
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedJson("The request body is not valid JSON.") from None
+
+
+def parse_hook_request(service: ServiceDefinition) -> tuple[HookRequest, PatientViewContext]:
+    """Validate the body as a call of `service`'s hook with a patient-view context."""
+    try:
+        hook_request = HookRequest.model_validate(read_json_body())
+    except ValidationError as error:
+        raise InvalidHookRequest(validation_diagnostics(error)) from None
+    if hook_request.hook != service.hook:
+        raise WrongHook(f"This service answers the {service.hook} hook only.")
+    try:
+        context = PatientViewContext.model_validate(hook_request.context)
+    except ValidationError as error:
+        raise InvalidHookRequest(f"context: {validation_diagnostics(error)}") from None
+    return hook_request, context
+
+
+# --- age gate ---
+
+
+def _anniversary(birth: date, year: int) -> date:
+    """The birthday in `year` (28 February for a 29 February birthday in a common year)."""
+    try:
+        return birth.replace(year=year)
+    except ValueError:
+        return date(year, 2, 28)
+
+
+def _latest_possible_birth_date(birth_date: str) -> date | None:
+    """The last day a FHIR `date` (YYYY, YYYY-MM or YYYY-MM-DD) may denote, or None."""
+    parts = birth_date.split("-")
+    try:
+        if len(parts) == 1:
+            return date(int(parts[0]), 12, 31)
+        if len(parts) == 2:
+            year, month = int(parts[0]), int(parts[1])
+            next_month = date(year + month // 12, month % 12 + 1, 1)
+            return next_month - timedelta(days=1)
+        return date.fromisoformat(birth_date)
+    except ValueError:
+        return None
+
+
+def age_in_years(patient: Mapping[str, Any] | None, on: date) -> float | None:
+    """The patient's youngest possible age on `on` in years, or None when birthDate is unusable."""
+    birth_date = patient.get("birthDate") if patient else None
+    birth = _latest_possible_birth_date(birth_date) if isinstance(birth_date, str) else None
+    if birth is None or birth > on:
+        return None
+    years = on.year - birth.year - (_anniversary(birth, on.year) > on)
+    last = _anniversary(birth, birth.year + years)
+    following = _anniversary(birth, birth.year + years + 1)
+    return years + (on - last).days / (following - last).days
+
+
+# --- the flow ---
+
+
+@dataclass(frozen=True)
+class HookEngine:
+    """Everything a hook needs that is built once at start: settings, panel, scorer, templates."""
+
+    settings: Settings
+    panel: Panel
+    scorer: Scorer
+    templates: Mapping[str, str]
+
+    def respond(
+        self, hook_request: HookRequest, context: PatientViewContext, client: CdsClient
+    ) -> HookOutcome:
+        """Gather the patient's data, apply the age gate, score and build the card."""
+        now = datetime.now(UTC)
+        data = self.gather(hook_request, client)
+        age = age_in_years(data.patient, now.date())
+        max_age = self.settings.max_age_years
+        if max_age is not None and age is not None and age >= max_age:
+            return HookOutcome(HookResponse(cards=[]), AGE_GATED, data.sources)
+        extraction = extract(data.observations, self.panel, patient_id=context.patientId)
+        window = timedelta(hours=self.settings.window_hours)
+        timeline = build_timeline(extraction, now=now, window=window)
+        assessment = self.scorer.assess(timeline)
+        card = build_card(
+            assessment,
+            timeline,
+            panel=self.panel,
+            settings=self.settings,
+            patient_id=context.patientId,
+            encounter_id=context.encounterId,
+        )
+        response = HookResponse.model_validate({"cards": [card]})
+        return HookOutcome(response, assessment.pathway.value, data.sources)
+
+    def gather(self, hook_request: HookRequest, client: CdsClient) -> PatientData:
+        """The patient's resources from prefetch and, where allowed, the FHIR server."""
+        access = self.fhir_access(hook_request, client)
+        try:
+            return gather_patient_data(
+                hook_request.prefetch,
+                hook_request.context,
+                self.templates,
+                access,
+                self.settings.fhir,
+            )
+        except DataUnavailable as error:
+            raise PreconditionFailed(f"The patient's data could not be obtained: {error}") from None
+        except MalformedPrefetch as error:
+            raise InvalidPrefetch(str(error)) from None
+
+    def fhir_access(self, hook_request: HookRequest, client: CdsClient) -> FhirAccess | None:
+        """A FHIR client for the request's fhirServer, once it may receive the token; else None."""
+        server = hook_request.fhirServer
+        token = hook_request.access_token
+        if server is None or (token is None and client.authenticated):
+            return None
+        try:
+            auth.check_fhir_server(client, server, self.settings)
+        except FhirServerNotAllowed as refusal:
+            raise FhirServerRefused(f"{refusal}; nothing was sent to it.") from None
+        return FhirAccess(server, token)
+
+
+def init_app(app: Flask, engine: HookEngine) -> None:
+    """Make `engine` the app's hook engine and register the hook route."""
+    app.extensions[ENGINE_KEY] = engine
+    app.register_blueprint(bp)
+
+
+def _audit(
+    hook_request: HookRequest | None, client: CdsClient, outcome: str, **fields: Any
+) -> None:
+    """One INFO line per hook: identifiers and outcome, never patient values or tokens."""
+    engine: HookEngine = current_app.extensions[ENGINE_KEY]
+    info = engine.scorer.info
+    hook_instance = hook_request.hookInstance if hook_request else None
+    extra = " ".join(f"{key}={value}" for key, value in fields.items())
+    audit_log.info(
+        "hook hookInstance=%s iss=%s outcome=%s scorer=%s/%s %s",
+        hook_instance,
+        client.iss,
+        outcome,
+        info.id,
+        info.version,
+        extra,
+    )
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> ResponseReturnValue:
+    """Answer one hook call with one card (or none), or an OperationOutcome."""
+    started = time.perf_counter()
+    settings = current_settings()
+    client = auth.authenticate(f"{settings.public_base_url}/cds-services/{service_id}")
+    service = find_service(service_id)
+    hook_request = None
+    try:
+        hook_request, context = parse_hook_request(service)
+        engine: HookEngine = current_app.extensions[ENGINE_KEY]
+        outcome = engine.respond(hook_request, context, client)
+    except CdsError as error:
+        _audit(hook_request, client, error.code, duration_ms=_elapsed_ms(started))
+        raise
+    _audit(
+        hook_request,
+        client,
+        outcome.pathway,
+        sources=_describe_sources(outcome.sources),
+        duration_ms=_elapsed_ms(started),
+    )
+    return jsonify(outcome.response.to_json())
+
+
+def _elapsed_ms(started: float) -> str:
+    """Milliseconds since `started`, for the audit line."""
+    return f"{(time.perf_counter() - started) * 1000:.0f}"
+
+
+def _describe_sources(sources: Any) -> str:
+    """Where the data came from (prefetch, FHIR, …) as `key:source` pairs without values."""
+    if isinstance(sources, Mapping):
+        return ",".join(f"{key}:{value}" for key, value in sorted(sources.items()))
+    return str(sources)

@@ -1,0 +1,72 @@
+"""Service fixtures: settings with one trusted client, the app, a HookCaller and a FHIR stub."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from pytest_httpserver import HTTPServer
+
+from cds_service.app import create_app
+from cds_service.settings import ClientSettings, Settings
+from tests.support.hook_caller import HookCaller
+from tests.support.tokens import SigningKey, jwks
+
+PUBLIC_BASE_URL = "https://cds.test"
+CLIENT_ISS = "https://ehr.test"
+
+MakeSettings = Callable[..., Settings]
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> SigningKey:
+    """The trusted client's ES384 key."""
+    return SigningKey.generate("ES384")
+
+
+@pytest.fixture
+def fhir_base(httpserver: HTTPServer) -> str:
+    """The stub FHIR server's base URL (on the client's allow-list)."""
+    return httpserver.url_for("/fhir")
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, signing_key: SigningKey, fhir_base: str) -> MakeSettings:
+    """Settings for one client with inline JWKS, state in a temporary folder, plus overrides."""
+
+    def build(**overrides: Any) -> Settings:
+        client = ClientSettings(
+            iss=CLIENT_ISS, jwks=json.dumps(jwks(signing_key)), fhir_servers=[fhir_base]
+        )
+        values: dict[str, Any] = {
+            "public_base_url": PUBLIC_BASE_URL,
+            "clients": [client],
+            "insecure_http_fhir_hosts": ["localhost"],
+            "state_dir": tmp_path / "state",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: MakeSettings) -> Settings:
+    """Default test settings."""
+    return make_settings()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
+    """The service under test."""
+    return create_app(settings)
+
+
+@pytest.fixture
+def caller(app: Flask, signing_key: SigningKey) -> HookCaller:
+    """A trusted CDS client calling the app."""
+    return HookCaller(app.test_client(), signing_key, CLIENT_ISS, PUBLIC_BASE_URL)

@@ -1,0 +1,108 @@
+"""FHIR resources for service tests, built from the packaged panel, and a fake FHIR server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+from werkzeug.wrappers import Request, Response
+
+from fhir_mappings.panel import load_panel
+
+UCUM = "http://unitsofmeasure.org"
+
+
+def patient(patient_id: str, birth_date: date | str | None) -> dict[str, Any]:
+    """A Patient resource with an optional birthDate."""
+    resource: dict[str, Any] = {"resourceType": "Patient", "id": patient_id}
+    if birth_date is not None:
+        resource["birthDate"] = str(birth_date)
+    return resource
+
+
+def years_before(moment: datetime, years: float) -> date:
+    """The date `years` (may be fractional) before `moment`."""
+    return (moment - timedelta(days=365.25 * years)).date()
+
+
+def observation(
+    patient_id: str, analyte: str, value: float, time: datetime, *, index: int = 0
+) -> dict[str, Any]:
+    """A final panel Observation in the analyte's canonical unit, coded with its primary code."""
+    spec = load_panel().analytes[analyte]
+    coding = spec.primary
+    return {
+        "resourceType": "Observation",
+        "id": f"{patient_id}-{analyte}-{index}",
+        "status": "final",
+        "code": {"coding": [coding.as_fhir()]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": time.isoformat(),
+        "valueQuantity": {"value": value, "unit": spec.unit, "system": UCUM, "code": spec.unit},
+    }
+
+
+def searchset(resources: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """A searchset Bundle holding `resources` (no entry element when there are none)."""
+    entries = [{"resource": dict(resource)} for resource in resources]
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(entries)}
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+def _codes(resource: Mapping[str, Any]) -> set[str]:
+    return {f"{c['system']}|{c['code']}" for c in resource["code"]["coding"]}
+
+
+def analyte_of(resource: Mapping[str, Any]) -> str:
+    """The panel analyte an Observation built here reports."""
+    return resource["id"].split("-")[-2]
+
+
+def full_prefetch(
+    templates: Mapping[str, str], subject: dict[str, Any], observations: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A prefetch answering every template: the patient read, one Bundle per analyte key."""
+    prefetch: dict[str, Any] = {}
+    for key, template in templates.items():
+        if template.startswith("Patient/"):
+            prefetch[key] = subject
+        else:
+            prefetch[key] = searchset(o for o in observations if analyte_of(o) == key)
+    return prefetch
+
+
+@dataclass
+class FakeFhirServer:
+    """Answers Patient reads and Observation code searches from in-memory resources."""
+
+    patients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    observations: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
+
+    def __call__(self, request: Request) -> Response:
+        """Handle one request, recording its Authorization header."""
+        self.authorizations.append(request.headers.get("Authorization"))
+        resource_path = request.path.split("/fhir/", 1)[1]
+        if resource_path.startswith("Patient/"):
+            found = self.patients.get(resource_path.split("/", 1)[1])
+            return _json(found, 200) if found else _json({"resourceType": "OperationOutcome"}, 404)
+        return _json(self._search(parse_qs(request.query_string.decode())), 200)
+
+    def _search(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
+        wanted = set(query["code"][0].split(","))
+        subject = f"Patient/{query['patient'][0]}"
+        return searchset(
+            o
+            for o in self.observations
+            if _codes(o) & wanted and o["subject"]["reference"] == subject
+        )
+
+
+def _json(body: Any, status: int) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/fhir+json")

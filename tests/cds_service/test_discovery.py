@@ -1,0 +1,110 @@
+"""GET /cds-services: one patient-view service whose prefetch templates pass the spec's lint."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl
+
+import pytest
+from flask import Flask
+
+from cds_service.app import create_app
+from cds_service.models import Services
+from cds_service.settings import LocalCode
+from fhir_mappings.panel import load_panel
+from tests.cds_service.conftest import MakeSettings
+from tests.support.hook_caller import SERVICE_ID, HookCaller
+
+ALLOWED_TOKENS = {
+    "context.patientId",
+    "context.userId",
+    "context.encounterId",
+    "userPractitionerId",
+    "userPractitionerRoleId",
+    "userPatientId",
+    "userRelatedPersonId",
+}
+DATE_PREFIXES = ("eq", "lt", "gt", "ge", "le")
+
+
+def _service(caller: HookCaller) -> dict:
+    response = caller.discover()
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    services = response.get_json()["services"]
+    assert [service["id"] for service in services] == [SERVICE_ID]
+    return services[0]
+
+
+def test_discovery_lists_the_patient_view_service_with_required_fields(caller: HookCaller) -> None:
+    service = _service(caller)
+    assert service["hook"] == "patient-view"
+    assert service["title"]
+    assert service["description"]
+    Services.model_validate(caller.discover().get_json())
+
+
+def test_discovery_usage_requirements_name_patient_and_observation_access(
+    caller: HookCaller,
+) -> None:
+    requirements = _service(caller)["usageRequirements"]
+    assert "Patient" in requirements and "Observation" in requirements
+
+
+def test_discovery_prefetch_reads_the_patient_and_searches_every_panel_analyte(
+    caller: HookCaller,
+) -> None:
+    prefetch = _service(caller)["prefetch"]
+    assert prefetch["patient"] == "Patient/{{context.patientId}}"
+    assert set(prefetch) == {"patient", *load_panel().analytes}
+
+
+def test_discovery_prefetch_templates_use_only_allowed_tokens_and_search_features(
+    caller: HookCaller,
+) -> None:
+    for key, template in _service(caller)["prefetch"].items():
+        tokens = re.findall(r"\{\{(.*?)\}\}", template)
+        assert tokens and set(tokens) <= ALLOWED_TOKENS, key
+        assert "today" not in template
+        resource, _, query = template.partition("?")
+        assert re.fullmatch(r"[A-Z][A-Za-z]+(/\{\{context\.patientId\}\})?", resource), key
+        for name, value in parse_qsl(query):
+            modifier = name.partition(":")[2]
+            assert modifier in ("", "in"), (key, name)
+            if name == "date":
+                assert value[:2] in DATE_PREFIXES, key
+            if name == "_sort":
+                assert value in ("date", "-date"), key
+
+
+def test_discovery_prefetch_page_size_comes_from_settings(make_settings: MakeSettings) -> None:
+    app = create_app(make_settings(fhir={"page_size": 17}))
+    service = app.extensions["picu_endotype.services"][SERVICE_ID]
+    assert all("_count=17" in t for k, t in service.prefetch.items() if k != "patient")
+
+
+def test_discovery_prefetch_includes_a_site_local_code(make_settings: MakeSettings) -> None:
+    local = LocalCode(analyte="il6", system="urn:oid:1.2.3.4", code="IL6LOCAL", unit="pg/mL")
+    app = create_app(make_settings(local_codes=[local]))
+    service = app.extensions["picu_endotype.services"][SERVICE_ID]
+    assert "urn:oid:1.2.3.4|IL6LOCAL" in service.prefetch["il6"]
+
+
+def test_discovery_without_authorization_is_401(app: Flask) -> None:
+    response = app.test_client().get("/cds-services")
+    assert response.status_code == 401
+    assert response.get_data() == b""
+
+
+def test_discovery_token_for_the_service_url_is_refused(caller: HookCaller) -> None:
+    headers = caller.headers(f"/cds-services/{SERVICE_ID}")
+    assert caller.client.get("/cds-services", headers=headers).status_code == 401
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_discovery_with_another_method_is_405(caller: HookCaller, method: str) -> None:
+    response = getattr(caller.client, method)(
+        "/cds-services", headers=caller.headers("/cds-services")
+    )
+    assert response.status_code == 405
+    assert response.get_json()["resourceType"] == "OperationOutcome"

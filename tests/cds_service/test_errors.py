@@ -1,0 +1,212 @@
+"""Every refusal is an OperationOutcome with its status and stable code, never a stack trace."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cds_service.hooks import HookEngine
+from tests.support.hook_caller import HookCaller, hook_request
+from tests.support.tokens import fhir_authorization
+
+TWO_MEGABYTES = 2 * 1024 * 1024
+
+
+def _issue(response: Any) -> dict[str, Any]:
+    """The single issue of an OperationOutcome response."""
+    body = response.get_json(force=True)
+    assert body["resourceType"] == "OperationOutcome"
+    assert len(body["issue"]) == 1
+    return body["issue"][0]
+
+
+def assert_outcome(response: Any, status: int, code: str) -> dict[str, Any]:
+    """The response is `status` with an OperationOutcome carrying `code`, and no trace."""
+    assert response.status_code == status
+    assert response.mimetype in {"application/json", "application/fhir+json"}
+    issue = _issue(response)
+    assert issue["severity"] == "error"
+    assert issue["details"]["coding"][0]["code"] == code
+    assert issue["diagnostics"].startswith(f"{code}: ")
+    assert "Traceback" not in response.get_data(as_text=True)
+    return issue
+
+
+def test_truncated_json_is_400_malformed(caller: HookCaller) -> None:
+    response = caller.call(None, raw=b'{"hook": "patient-view",')
+    assert_outcome(response, 400, "PICU-400-MALFORMED-JSON")
+
+
+def test_body_that_is_not_utf8_is_400_malformed(caller: HookCaller) -> None:
+    response = caller.call(None, raw=b'{"hook": "\xff\xfe"}')
+    assert_outcome(response, 400, "PICU-400-MALFORMED-JSON")
+
+
+def test_text_plain_body_is_415(caller: HookCaller) -> None:
+    response = caller.call(hook_request("p1"), content_type="text/plain")
+    assert_outcome(response, 415, "PICU-415-NOT-JSON")
+
+
+def test_fhir_json_media_type_is_accepted_as_json(caller: HookCaller) -> None:
+    body = hook_request("p1")
+    del body["hookInstance"]
+    response = caller.call(body, content_type="application/fhir+json")
+    assert_outcome(response, 400, "PICU-400-INVALID-REQUEST")
+
+
+def test_two_megabyte_body_is_413_before_parsing(caller: HookCaller) -> None:
+    response = caller.call(None, raw=b"{" + b" " * TWO_MEGABYTES)
+    assert_outcome(response, 413, "PICU-413-BODY-TOO-LARGE")
+
+
+def test_streamed_body_without_content_length_over_the_limit_is_413(
+    app: Flask, caller: HookCaller
+) -> None:
+    path = "/cds-services/picu-immune-endotype"
+    body = b'{"hook": "patient-view"' + b" " * TWO_MEGABYTES + b"}"
+    environ = {"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": "", "wsgi.input_terminated": True}
+    response = app.test_client().post(
+        path,
+        content_type="application/json",
+        headers=caller.headers(path),
+        environ_overrides=environ,
+    )
+    assert_outcome(response, 413, "PICU-413-BODY-TOO-LARGE")
+
+
+def test_declared_length_over_the_limit_is_413_even_with_a_small_body(
+    app: Flask, caller: HookCaller
+) -> None:
+    path = "/cds-services/picu-immune-endotype"
+    response = app.test_client().post(
+        path,
+        data=b"{}",
+        content_type="application/json",
+        headers=caller.headers(path),
+        environ_overrides={"CONTENT_LENGTH": str(TWO_MEGABYTES)},
+    )
+    assert_outcome(response, 413, "PICU-413-BODY-TOO-LARGE")
+
+
+def test_declared_length_below_the_body_reads_only_that_much(
+    app: Flask, caller: HookCaller
+) -> None:
+    path = "/cds-services/picu-immune-endotype"
+    response = app.test_client().post(
+        path,
+        data=b'{"hook": "patient-view"}' + b" " * TWO_MEGABYTES,
+        content_type="application/json",
+        headers=caller.headers(path),
+        environ_overrides={"CONTENT_LENGTH": "10"},
+    )
+    assert_outcome(response, 400, "PICU-400-MALFORMED-JSON")
+
+
+@pytest.mark.parametrize("field", ["hook", "hookInstance", "context"])
+def test_missing_required_field_is_400_naming_it(caller: HookCaller, field: str) -> None:
+    body = hook_request("p1")
+    del body[field]
+    issue = assert_outcome(caller.call(body), 400, "PICU-400-INVALID-REQUEST")
+    assert field in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("context", [{}, {"userId": "Practitioner/1"}, {"patientId": "p1"}])
+def test_incomplete_context_is_400(caller: HookCaller, context: dict[str, Any]) -> None:
+    body = hook_request("p1")
+    body["context"] = context
+    issue = assert_outcome(caller.call(body), 400, "PICU-400-INVALID-REQUEST")
+    assert issue["diagnostics"].startswith("PICU-400-INVALID-REQUEST: context:")
+
+
+def test_user_id_not_in_type_slash_id_form_is_400(caller: HookCaller) -> None:
+    body = hook_request("p1")
+    body["context"]["userId"] = "abc"
+    issue = assert_outcome(caller.call(body), 400, "PICU-400-INVALID-REQUEST")
+    assert "userId" in issue["diagnostics"]
+
+
+def test_hook_instance_that_is_not_a_uuid_is_400(caller: HookCaller) -> None:
+    body = hook_request("p1")
+    body["hookInstance"] = "1234"
+    assert_outcome(caller.call(body), 400, "PICU-400-INVALID-REQUEST")
+
+
+def test_other_hook_sent_to_the_patient_view_service_is_400_wrong_hook(caller: HookCaller) -> None:
+    response = caller.call(hook_request("p1", hook="order-sign"))
+    assert_outcome(response, 400, "PICU-400-WRONG-HOOK")
+
+
+def test_fhir_authorization_without_fhir_server_is_400(caller: HookCaller) -> None:
+    response = caller.call(hook_request("p1", fhir_authorization=fhir_authorization()))
+    issue = assert_outcome(response, 400, "PICU-400-INVALID-REQUEST")
+    assert "cds-r-1" in issue["diagnostics"]
+
+
+def test_non_bearer_token_type_is_400_without_echoing_values(
+    caller: HookCaller, fhir_base: str
+) -> None:
+    authorization = fhir_authorization(token_type="MAC-distinctive-value")
+    response = caller.call(
+        hook_request("p1", fhir_server=fhir_base, fhir_authorization=authorization)
+    )
+    issue = assert_outcome(response, 400, "PICU-400-INVALID-REQUEST")
+    assert "token_type" in issue["diagnostics"]
+    assert "MAC-distinctive-value" not in response.get_data(as_text=True)
+
+
+def test_json_array_body_is_400(caller: HookCaller) -> None:
+    assert_outcome(caller.call([1, 2]), 400, "PICU-400-INVALID-REQUEST")
+
+
+def test_prefetch_value_that_is_not_a_resource_is_400(caller: HookCaller) -> None:
+    response = caller.call(hook_request("p1", prefetch={"il6": "not a resource"}))
+    assert_outcome(response, 400, "PICU-400-INVALID-PREFETCH")
+
+
+def test_unknown_service_id_is_404(caller: HookCaller) -> None:
+    response = caller.call(hook_request("p1"), service_id="does-not-exist")
+    assert_outcome(response, 404, "PICU-404-UNKNOWN-SERVICE")
+
+
+def test_unknown_path_is_404(app: Flask) -> None:
+    assert_outcome(app.test_client().get("/nothing-here"), 404, "PICU-404-NOT-FOUND")
+
+
+def test_get_on_the_service_is_405_with_allow_header(caller: HookCaller) -> None:
+    path = "/cds-services/picu-immune-endotype"
+    response = caller.client.get(path, headers=caller.headers(path))
+    assert_outcome(response, 405, "PICU-405-METHOD-NOT-ALLOWED")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_error_media_type_follows_accept_header(caller: HookCaller) -> None:
+    response = caller.call(None, raw=b"{", headers={"Accept": "application/fhir+json"})
+    assert response.mimetype == "application/fhir+json"
+    assert caller.call(None, raw=b"{").mimetype == "application/json"
+
+
+def test_missing_authorization_is_401_with_empty_body(app: Flask) -> None:
+    response = app.test_client().post("/cds-services/picu-immune-endotype", json=hook_request("p1"))
+    assert response.status_code == 401
+    assert response.get_data() == b""
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_unexpected_exception_is_500_logging_only_its_type(
+    caller: HookCaller, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(*_: Any) -> None:
+        raise RuntimeError("ferritin 123456 for patient p1")
+
+    monkeypatch.setattr(HookEngine, "respond", explode)
+    with caplog.at_level(logging.DEBUG):
+        response = caller.call(hook_request("p1"))
+    assert_outcome(response, 500, "PICU-500-INTERNAL")
+    assert "123456" not in response.get_data(as_text=True)
+    assert "RuntimeError" in caplog.text
+    assert "123456" not in caplog.text
+    assert all(record.exc_info is None for record in caplog.records)
