@@ -7,6 +7,7 @@ Every error carries an HTTP status and a stable code (asserted by tests, quoted 
   │   ├── MalformedJson (400)             PICU-400-MALFORMED-JSON
   │   ├── InvalidHookRequest (400)        PICU-400-INVALID-REQUEST
   │   ├── WrongHook (400)                 PICU-400-WRONG-HOOK
+  │   ├── InvalidPrefetch (400)           PICU-400-INVALID-PREFETCH
   │   └── InvalidFeedback (400)           PICU-400-INVALID-FEEDBACK
   ├── NotFound (404)                      PICU-404-NOT-FOUND
   │   └── UnknownService (404)            PICU-404-UNKNOWN-SERVICE
@@ -62,6 +63,10 @@ class InvalidHookRequest(InvalidRequest):
 
 class WrongHook(InvalidRequest):
     code, issue_type = "PICU-400-WRONG-HOOK", "not-supported"
+
+
+class InvalidPrefetch(InvalidRequest):
+    code = "PICU-400-INVALID-PREFETCH"
 
 
 class InvalidFeedback(InvalidRequest):
