@@ -95,7 +95,10 @@ def transformed_names(estimator: CalibratedClassifierCV, analytes: Sequence[str]
 def class_coefficients(estimator: CalibratedClassifierCV, class_name: str) -> np.ndarray:
     """The logistic regression's coefficients for one class, over the transformed inputs."""
     logreg = base_pipeline(estimator)[-1]
-    index = list(logreg.classes_).index(class_name)
+    position = [str(name) for name in estimator.classes_].index(class_name)
+    # the calibrator fits its base estimator on label-encoded targets (0..k-1)
+    encoded = [str(name) for name in logreg.classes_]
+    index = encoded.index(class_name) if class_name in encoded else encoded.index(str(position))
     return np.asarray(logreg.coef_[index], dtype=float)
 
 
@@ -120,7 +123,7 @@ def save_model(model: EndotypeModel, path: Path) -> EndotypeModel:
     sio.dump(model.estimator, path)
     metadata = dict(model.metadata)
     metadata["sklearn_version"] = sklearn.__version__
-    metadata["content_hash"] = f"sha256:{sha256_of(path)}"
+    metadata["content_hash"] = sha256_of(path)
     metadata["model_file"] = path.name
     metadata_path(path).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return EndotypeModel(estimator=model.estimator, metadata=metadata)
@@ -151,6 +154,6 @@ def _check_version(metadata: Mapping[str, Any]) -> None:
 
 def _check_hash(path: Path, metadata: Mapping[str, Any]) -> None:
     expected = metadata.get("content_hash")
-    actual = f"sha256:{sha256_of(path)}"
+    actual = sha256_of(path)
     if expected != actual:
         raise ModelFileError(f"model file {path.name} does not match the hash in its metadata")

@@ -1,0 +1,208 @@
+"""Read a cohort (FHIR Bulk Data NDJSON + outcomes CSV) and compute features the service's way.
+
+Features come from the live service's own path: `extract` → `build_timeline(now = onset + 48 h,
+window = 48 h)` → `model.features.feature_row`. Only this module reads cohort files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from fhir_mappings.observations import extract
+from fhir_mappings.panel import Panel, load_panel
+from model.assessment import Endotype, Timeline
+from model.timeline import build_timeline
+
+ONSET_WINDOW = timedelta(hours=48)
+OUTCOME_COLUMNS = (
+    "patient_id",
+    "onset_time",
+    "sex",
+    "age_months",
+    "sepsis",
+    "picu_death",
+    "complicated_course",
+    "reference_endotype",
+)
+SEXES = frozenset({"female", "male", "other", "unknown"})
+REFERENCE_LABELS = frozenset(
+    {Endotype.HYPERINFLAMMATORY.value, Endotype.INTERMEDIATE.value, Endotype.QUIESCENT.value}
+)
+SYNTHETIC_TAG = ("https://picu-endotype.org/fhir/CodeSystem/data-origin", "synthetic")
+
+
+class CohortError(ValueError):
+    """A cohort directory or outcomes file that cannot be read as the cohort contract says."""
+
+
+@dataclass(frozen=True, slots=True)
+class PatientOutcome:
+    """One row of the outcomes file."""
+
+    patient_id: str
+    onset_time: datetime
+    sex: str
+    age_months: float
+    sepsis: bool
+    picu_death: bool
+    complicated_course: bool
+    reference_endotype: str | None
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Outcomes plus each patient's Observation resources."""
+
+    outcomes: tuple[PatientOutcome, ...]
+    observations: Mapping[str, list[dict[str, Any]]]
+    n_patient_resources: int
+    n_synthetic_patients: int
+
+    @property
+    def all_synthetic(self) -> bool:
+        """True when every Patient resource carries the synthetic data-origin tag."""
+        return (
+            self.n_patient_resources > 0 and self.n_synthetic_patients == self.n_patient_resources
+        )
+
+    @property
+    def has_reference_labels(self) -> bool:
+        """True when at least one patient has a reference endotype."""
+        return any(row.reference_endotype for row in self.outcomes)
+
+
+def read_outcomes(path: Path) -> tuple[PatientOutcome, ...]:
+    """Parse the outcomes CSV, refusing rows that break the contract (with their line number)."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = set(OUTCOME_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise CohortError(f"{path.name}: missing columns {sorted(missing)}")
+        rows = tuple(_outcome(row, line) for line, row in enumerate(reader, start=2))
+    if len({row.patient_id for row in rows}) != len(rows):
+        raise CohortError(f"{path.name}: a patient_id appears more than once")
+    return rows
+
+
+def _outcome(row: Mapping[str, str], line: int) -> PatientOutcome:
+    try:
+        onset = datetime.fromisoformat(row["onset_time"])
+        if onset.tzinfo is None:
+            raise ValueError("onset_time has no UTC offset")
+        sex = row["sex"].strip()
+        if sex not in SEXES:
+            raise ValueError(f"sex {sex!r} is not one of {sorted(SEXES)}")
+        label = row["reference_endotype"].strip() or None
+        if label is not None and label not in REFERENCE_LABELS:
+            raise ValueError(f"reference_endotype {label!r} is not a known endotype")
+        return PatientOutcome(
+            patient_id=row["patient_id"].strip(),
+            onset_time=onset,
+            sex=sex,
+            age_months=float(row["age_months"]),
+            sepsis=_flag(row["sepsis"]),
+            picu_death=_flag(row["picu_death"]),
+            complicated_course=_flag(row["complicated_course"]),
+            reference_endotype=label,
+        )
+    except (KeyError, ValueError) as error:
+        raise CohortError(f"outcomes line {line}: {error}") from None
+
+
+def _flag(text: str) -> bool:
+    if text.strip() not in {"0", "1"}:
+        raise ValueError(f"expected 0 or 1, got {text!r}")
+    return text.strip() == "1"
+
+
+def read_resources(cohort_dir: Path, resource_type: str) -> Iterator[dict[str, Any]]:
+    """Every resource in `<Type>*.ndjson` files (Bulk Data style), one JSON object a line."""
+    files = sorted(cohort_dir.glob(f"{resource_type}*.ndjson"))
+    for path in files:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield _resource(line, path, number, resource_type)
+
+
+def _resource(line: str, path: Path, number: int, resource_type: str) -> dict[str, Any]:
+    try:
+        resource = json.loads(line)
+    except json.JSONDecodeError:
+        raise CohortError(f"{path.name} line {number}: not valid JSON") from None
+    if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+        raise CohortError(f"{path.name} line {number}: not a {resource_type} resource")
+    return resource
+
+
+def subject_id(resource: Mapping[str, Any]) -> str | None:
+    """The id in `subject.reference` when it points at a Patient."""
+    reference = (resource.get("subject") or {}).get("reference", "")
+    parts = str(reference).rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "Patient":
+        return parts[-1]
+    return None
+
+
+def is_synthetic(resource: Mapping[str, Any]) -> bool:
+    """True when the resource carries the synthetic data-origin tag."""
+    tags = (resource.get("meta") or {}).get("tag") or []
+    return any((tag.get("system"), tag.get("code")) == SYNTHETIC_TAG for tag in tags)
+
+
+def load_cohort(cohort_dir: Path, outcomes_file: Path) -> Cohort:
+    """Read outcomes and group Observations by patient."""
+    if not cohort_dir.is_dir():
+        raise CohortError(f"cohort directory not found: {cohort_dir}")
+    outcomes = read_outcomes(outcomes_file)
+    observations: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for resource in read_resources(cohort_dir, "Observation"):
+        patient = subject_id(resource)
+        if patient is not None:
+            observations[patient].append(resource)
+    patients = list(read_resources(cohort_dir, "Patient"))
+    return Cohort(
+        outcomes=outcomes,
+        observations=dict(observations),
+        n_patient_resources=len(patients),
+        n_synthetic_patients=sum(is_synthetic(patient) for patient in patients),
+    )
+
+
+def onset_timeline(
+    observations: Sequence[Mapping[str, Any]],
+    *,
+    patient_id: str,
+    onset: datetime,
+    panel: Panel,
+    window: timedelta = ONSET_WINDOW,
+) -> Timeline:
+    """A patient's timeline over the first `window` after organ-dysfunction onset."""
+    extraction = extract(list(observations), panel, patient_id=patient_id)
+    return build_timeline(extraction, now=onset + window, window=window)
+
+
+def cohort_timelines(
+    cohort: Cohort, *, panel: Panel | None = None, progress: bool = True
+) -> list[Timeline]:
+    """One onset timeline per outcomes row, in outcomes order."""
+    panel = panel or load_panel()
+    rows = tqdm(cohort.outcomes, desc="features", unit="patient", disable=not progress)
+    return [
+        onset_timeline(
+            cohort.observations.get(row.patient_id, []),
+            patient_id=row.patient_id,
+            onset=row.onset_time,
+            panel=panel,
+        )
+        for row in rows
+    ]
