@@ -292,13 +292,14 @@ def check_fhir_server(client: CdsClient, fhir_server: str, settings: Settings) -
     if base is None:
         raise FhirServerNotAllowed("fhirServer is not an absolute http(s) URL")
     scheme, host, _, _ = base
-    insecure_hosts = {h.lower() for h in settings.insecure_http_fhir_hosts}
-    if scheme == "http" and host not in insecure_hosts:
-        raise FhirServerNotAllowed("fhirServer must use https")
+    insecure_hosts = {h.lower().strip("[]") for h in settings.insecure_http_fhir_hosts}
+    development_host = host.strip("[]") in insecure_hosts or is_loopback(host)
     if not client.authenticated:
-        if settings.dev_allow_unauthenticated and (host in insecure_hosts or is_loopback(host)):
+        if settings.dev_allow_unauthenticated and development_host:
             return
         raise FhirServerNotAllowed("fhirServer is not allowed without client authentication")
+    if scheme == "http" and host.strip("[]") not in insecure_hosts:
+        raise FhirServerNotAllowed("fhirServer must use https")
     if base not in _allowed_bases(client):
         raise FhirServerNotAllowed("fhirServer is not on this client's list of FHIR servers")
 
