@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
     ensure_project_env(uv, env)
     env["PICU_SEKMET_BIN"] = str(ensure_sekmet(env))
     command = [uv, "run", "--locked", *COMMANDS[argv[0]], *argv[1:]]
-    step(f"run: {' '.join(command[1:])}")
+    step(f"run: uv {' '.join(command[1:])}")
     os.chdir(ROOT)
     os.execvpe(command[0], command, env)
     return 0  # not reached: exec replaces this process
