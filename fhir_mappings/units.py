@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 from pint.errors import PintError
@@ -98,9 +99,10 @@ def _parsed(unit: str) -> Any:
     return quantity
 
 
-def _arbitrary_signature(quantity: Any) -> frozenset[tuple[str, float]]:
-    """The arbitrary (dimensionless, non-numeric) units of a quantity with their exponents."""
-    registry = _registry()
+@functools.lru_cache(maxsize=512)
+def _arbitrary_signature(unit: str) -> frozenset[tuple[str, float]]:
+    """The arbitrary (dimensionless, non-numeric) units of a UCUM unit with their exponents."""
+    registry, quantity = _registry(), _parsed(unit)
     return frozenset(
         (name, exponent)
         for name, exponent in quantity.unit_items()
@@ -108,7 +110,17 @@ def _arbitrary_signature(quantity: Any) -> frozenset[tuple[str, float]]:
     )
 
 
+def _multiplicative(quantity: Any) -> bool:
+    """False for offset units (Cel, [degF]), which cannot be converted by a factor."""
+    try:
+        quantity * 2.0
+    except PintError:
+        return False
+    return True
+
+
 def _to(quantity: Any, target: Any) -> float | None:
+    """The magnitude of `quantity` in `target`'s unit per `target`'s magnitude, None if not."""
     try:
         return float(quantity.to(target.units).magnitude / target.magnitude)
     except PintError:
@@ -116,9 +128,14 @@ def _to(quantity: Any, target: Any) -> float | None:
 
 
 def _with_molar_mass(quantity: Any, target: Any, molar_mass: float) -> float | None:
-    mass_per_mole = molar_mass * _parsed(_MOLAR_MASS_UNIT)
-    converted = _to(quantity * mass_per_mole, target)
-    return converted if converted is not None else _to(quantity / mass_per_mole, target)
+    """`_to` after multiplying (molar -> mass) or dividing (mass -> molar) by the molar mass."""
+    try:
+        mass_per_mole = molar_mass * _parsed(_MOLAR_MASS_UNIT)
+        per_mole, per_mass = quantity * mass_per_mole, quantity / mass_per_mole
+    except PintError:
+        return None
+    converted = _to(per_mole, target)
+    return converted if converted is not None else _to(per_mass, target)
 
 
 def convert(
@@ -127,16 +144,30 @@ def convert(
     """`value` in `source_unit` (UCUM) expressed in `target_unit`; UnitConversionError if not."""
     if source_unit == target_unit:
         return float(value)
+    return float(value) * _factor(source_unit, target_unit, molar_mass)
+
+
+@functools.lru_cache(maxsize=1024)
+def _factor(source_unit: str, target_unit: str, molar_mass: float | None) -> float:
+    """How many `target_unit` make one `source_unit`; only multiplicative units convert."""
     source, target = _parsed(source_unit), _parsed(target_unit)
-    if _arbitrary_signature(source) != _arbitrary_signature(target):
+    if _arbitrary_signature(source_unit) != _arbitrary_signature(target_unit):
         raise UnitConversionError(f"no fixed conversion from {source_unit} to {target_unit}")
-    quantity = value * source
-    converted = _to(quantity, target)
+    if not (_multiplicative(source) and _multiplicative(target)):
+        raise UnitConversionError(f"{source_unit} or {target_unit} is not a multiplicative unit")
+    converted = _to(source, target)
     if converted is None and molar_mass is not None:
-        converted = _with_molar_mass(quantity, target, molar_mass)
+        converted = _with_molar_mass(source, target, molar_mass)
     if converted is None:
         raise UnitConversionError(f"{source_unit} cannot be converted to {target_unit}")
     return converted
+
+
+def warm_up(units: Iterable[str] = ()) -> None:
+    """Build the unit registry (about a second) and parse `units` now rather than on a request."""
+    for unit in units:
+        _parse(unit)
+    _registry()
 
 
 def is_valid_ucum(unit: str) -> bool:

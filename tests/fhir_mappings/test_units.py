@@ -124,3 +124,27 @@ def test_every_alias_target_is_valid_ucum() -> None:
     from fhir_mappings.units import UNIT_TEXT_ALIASES
 
     assert all(is_valid_ucum(ucum) for ucum in UNIT_TEXT_ALIASES.values())
+
+
+def test_warm_up_parses_the_given_units_so_later_conversions_reuse_them() -> None:
+    from fhir_mappings import units
+
+    units.warm_up(["umol/L", "not a unit"])
+    assert units._parse.cache_info().currsize >= 1
+    hits = units._parse.cache_info().hits
+    assert units.is_valid_ucum("umol/L")
+    assert not units.is_valid_ucum("not a unit")
+    assert units._parse.cache_info().hits == hits + 2
+
+
+@pytest.mark.parametrize(("source", "target"), [("Cel", "K"), ("K", "Cel"), ("[degF]", "Cel")])
+def test_offset_units_are_refused_rather_than_scaled(source: str, target: str) -> None:
+    with pytest.raises(UnitConversionError):
+        convert(37.0, source, target)
+
+
+def test_repeated_conversions_give_the_same_result_as_the_first() -> None:
+    first = convert(27.024, "mg/dL", "mmol/L", molar_mass=LACTATE_MOLAR_MASS)
+    again = convert(27.024, "mg/dL", "mmol/L", molar_mass=LACTATE_MOLAR_MASS)
+    assert first == again == pytest.approx(3.0)
+    assert convert(0.0, "mg/dL", "mg/L") == 0.0
