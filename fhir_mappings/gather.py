@@ -1,0 +1,257 @@
+"""Gather a patient's resources: prefetched data as sent, the rest by parallel FHIR queries.
+
+`gather_patient_data` classifies every prefetch key with the decision table in
+`fhir_mappings.prefetch`, queries the keys that need it in parallel under one overall deadline,
+and returns plain dicts. It raises `DataUnavailable` (the web layer answers 412) when required data
+cannot be obtained, and `ValueError` (400) for a malformed prefetch value or context id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from cds_service.settings import FhirSettings
+from fhir_mappings.client import (
+    FhirBadResponse,
+    FhirClient,
+    FhirError,
+    FhirNotFound,
+    FhirTimeout,
+    FhirUnauthorized,
+    FhirUnavailable,
+    entry_resources,
+)
+from fhir_mappings.prefetch import (
+    MalformedPrefetch,
+    PrefetchState,
+    classify,
+    fill_template,
+    is_search,
+    log_operation_outcome,
+    template_resource_type,
+)
+
+logger = logging.getLogger(__name__)
+
+Resource = dict[str, Any]
+Job = Callable[[FhirClient], list[Resource]]
+
+_SOURCES = {
+    PrefetchState.ABSENT: "query",
+    PrefetchState.OPERATION_OUTCOME: "query:after-operation-outcome",
+    PrefetchState.NULL: "prefetch:null",
+    PrefetchState.EMPTY_BUNDLE: "prefetch:empty",
+    PrefetchState.PAGED: "prefetch+query:next-pages",
+    PrefetchState.BUNDLE: "prefetch",
+    PrefetchState.RESOURCE: "prefetch",
+}
+
+_REASONS: tuple[tuple[type[FhirError], str], ...] = (
+    (FhirUnauthorized, "the FHIR server refused the access token"),
+    (FhirTimeout, "the FHIR server did not answer in time"),
+    (FhirUnavailable, "the FHIR server is unavailable"),
+    (FhirNotFound, "the FHIR server does not support the search"),
+    (FhirBadResponse, "the FHIR server answered with unusable data"),
+)
+
+
+@dataclass(frozen=True)
+class FhirAccess:
+    """Where and how we may query the EHR's FHIR server (both fhirServer and fhirAuthorization)."""
+
+    base_url: str
+    access_token: str | None = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PatientData:
+    """The patient's resources, and where each prefetch key's data came from."""
+
+    patient: Resource | None
+    observations: tuple[Resource, ...]
+    sources: Mapping[str, str]  # prefetch key -> "prefetch", "prefetch:null", "query", …
+
+
+class DataUnavailable(Exception):
+    """Required data could not be obtained; `reason` and `keys` are safe to show the EHR."""
+
+    def __init__(self, keys: tuple[str, ...], reason: str) -> None:
+        self.keys = keys
+        self.reason = reason
+        super().__init__(f"{reason} (data: {', '.join(keys)})")
+
+
+def gather_patient_data(
+    prefetch: Mapping[str, Any] | None,
+    context: Mapping[str, Any],
+    templates: Mapping[str, str],
+    access: FhirAccess | None,
+    fhir: FhirSettings,
+    *,
+    client_factory: Callable[..., FhirClient] = FhirClient,
+) -> PatientData:
+    """The patient and panel Observations from prefetch, querying what prefetch lacks."""
+    states = {key: classify(prefetch, key) for key in templates}
+    prefetched = {
+        key: _prefetched_resources(key, prefetch, templates[key], state, context)
+        for key, state in states.items()
+    }
+    jobs = {
+        key: _job(templates[key], state, (prefetch or {}).get(key), context)
+        for key, state in states.items()
+        if state.needs_query or state is PrefetchState.PAGED
+    }
+    fetched = _run_jobs(jobs, access, fhir, client_factory) if jobs else {}
+    by_key = {key: [*prefetched[key], *fetched.get(key, [])] for key in templates}
+    return _patient_data(templates, by_key, _sources(states, templates, by_key))
+
+
+def _prefetched_resources(
+    key: str,
+    prefetch: Mapping[str, Any] | None,
+    template: str,
+    state: PrefetchState,
+    context: Mapping[str, Any],
+) -> list[Resource]:
+    """The usable resources a prefetch value holds, after checking it fits its template."""
+    if state is PrefetchState.OPERATION_OUTCOME:
+        log_operation_outcome(key, prefetch[key])  # type: ignore[index]
+    if not state.has_data:
+        return []
+    value = prefetch[key]  # type: ignore[index]
+    if state is PrefetchState.RESOURCE:
+        if is_search(template):
+            raise MalformedPrefetch(key, "a search template needs a Bundle")
+        resources = [dict(value)]
+    else:
+        resources = list(entry_resources(value))
+    if not is_search(template):
+        _check_read_identity(key, template, resources, context)
+    return resources
+
+
+def _check_read_identity(
+    key: str, template: str, resources: list[Resource], context: Mapping[str, Any]
+) -> None:
+    """A prefetched read must hold the resource the template names (an id, if sent, must match)."""
+    resource_type, _, resource_id = fill_template(template, context).partition("/")
+    for resource in resources:
+        sent_id = resource.get("id", resource_id)
+        if resource.get("resourceType") != resource_type or sent_id != resource_id:
+            raise MalformedPrefetch(key, f"does not hold the {resource_type} in context")
+
+
+def _job(template: str, state: PrefetchState, value: Any, context: Mapping[str, Any]) -> Job:
+    """The FHIR call one key needs: the pages after a prefetched page, or the filled template."""
+    if state is PrefetchState.PAGED:
+        page = dict(value)
+        return lambda client: client.follow(page)
+    query = fill_template(template, context)
+    if is_search(template):
+        return lambda client: client.search(query)
+    return lambda client: [resource for resource in [client.read(query)] if resource is not None]
+
+
+def _run_jobs(
+    jobs: Mapping[str, Job],
+    access: FhirAccess | None,
+    fhir: FhirSettings,
+    client_factory: Callable[..., FhirClient],
+) -> dict[str, list[Resource]]:
+    """Run every key's FHIR call in parallel under one deadline; DataUnavailable on any failure."""
+    if access is None:
+        raise DataUnavailable(tuple(jobs), "no FHIR server access for data not in prefetch")
+    deadline = time.monotonic() + fhir.deadline_seconds
+    client = client_factory(
+        access.base_url,
+        access.access_token,
+        timeout=fhir.timeout_seconds,
+        max_pages=fhir.max_pages,
+        deadline=deadline,
+    )
+    executor = ThreadPoolExecutor(max_workers=min(fhir.max_workers, len(jobs)))
+    try:
+        futures = {executor.submit(job, client): key for key, job in jobs.items()}
+        left = max(0.0, deadline - time.monotonic())
+        done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
+        _raise_for_failures(futures, done, pending)
+        return {futures[future]: future.result() for future in done}
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+        client.close()
+
+
+def _raise_for_failures(
+    futures: Mapping[Future[list[Resource]], str],
+    done: set[Future[list[Resource]]],
+    pending: set[Future[list[Resource]]],
+) -> None:
+    """DataUnavailable naming the keys not obtained; a non-FHIR error propagates unchanged."""
+    errors = {futures[f]: f.exception() for f in done if f.exception() is not None}
+    for key, error in errors.items():
+        if not isinstance(error, FhirError):
+            raise error  # type: ignore[misc]
+        logger.warning("FHIR query for %s failed: %s", key, error)
+    if not errors and not pending:
+        return
+    keys = tuple(sorted({*errors, *(futures[f] for f in pending)}))
+    first = next(iter(errors.values()), None)
+    raise DataUnavailable(keys, _reason(first))  # type: ignore[arg-type]
+
+
+def _reason(error: FhirError | None) -> str:
+    """A short, patient-free reason for the 412 OperationOutcome."""
+    if error is None:
+        return "the FHIR server did not answer before the deadline"
+    for error_type, reason in _REASONS:
+        if isinstance(error, error_type):
+            return f"{reason} (HTTP {error.status})" if error.status else reason
+    return "the FHIR server could not be queried"
+
+
+def _sources(
+    states: Mapping[str, PrefetchState],
+    templates: Mapping[str, str],
+    by_key: Mapping[str, list[Resource]],
+) -> dict[str, str]:
+    """Where each key's data came from, for the audit log and the card."""
+    sources = {key: _SOURCES[state] for key, state in states.items()}
+    for key, state in states.items():
+        if state.needs_query and not is_search(templates[key]) and not by_key[key]:
+            sources[key] += ":not-found"
+    return sources
+
+
+def _patient_data(
+    templates: Mapping[str, str],
+    by_key: Mapping[str, list[Resource]],
+    sources: Mapping[str, str],
+) -> PatientData:
+    """Pick the patient read and the Observation searches, skipping resources of other types."""
+    patient: Resource | None = None
+    observations: dict[str, Resource] = {}
+    for key, template in templates.items():
+        resource_type = template_resource_type(template)
+        wanted = [r for r in by_key[key] if r.get("resourceType") == resource_type]
+        if len(wanted) < len(by_key[key]):
+            logger.debug("%s: skipped %d other resources", key, len(by_key[key]) - len(wanted))
+        if resource_type == "Patient" and not is_search(template) and wanted:
+            patient = wanted[0]
+        elif resource_type == "Observation":
+            observations.update((_identity(r), r) for r in wanted)
+    logger.debug("gathered data: %s", ", ".join(f"{k}={v}" for k, v in sources.items()))
+    return PatientData(patient, tuple(observations.values()), dict(sources))
+
+
+def _identity(resource: Resource) -> str:
+    """The resource id, or its canonical JSON when it has none."""
+    resource_id = resource.get("id")
+    if isinstance(resource_id, str) and resource_id:
+        return f"id:{resource_id}"
+    return "json:" + json.dumps(resource, sort_keys=True, default=str)
