@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -263,7 +264,8 @@ def _elapsed_ms(started: float) -> str:
 
 
 def _describe_sources(sources: Any) -> str:
-    """Where the data came from (prefetch, FHIR, …) as `key:source` pairs without values."""
-    if isinstance(sources, Mapping):
-        return ",".join(f"{key}:{value}" for key, value in sorted(sources.items()))
-    return str(sources)
+    """How many prefetch keys each data source served, e.g. `prefetch:11,query:1`."""
+    if not isinstance(sources, Mapping):
+        return "none"
+    counts = Counter(str(source) for source in sources.values())
+    return ",".join(f"{source}:{count}" for source, count in sorted(counts.items())) or "none"

@@ -1,0 +1,301 @@
+"""POST /cds-services/{id}: the whole flow from request to card, with prefetch and FHIR queries."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from pytest_httpserver import HTTPServer
+
+from cds_service.app import create_app
+from cds_service.hooks import age_in_years
+from cds_service.models import HookResponse, find_empty_value
+from tests.cds_service.conftest import MakeSettings
+from tests.cds_service.fhir_data import (
+    FakeFhirServer,
+    full_prefetch,
+    observation,
+    patient,
+    years_before,
+)
+from tests.cds_service.test_errors import assert_outcome
+from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request
+from tests.support.tokens import fhir_authorization
+
+PATIENT_ID = "picu-child-1"
+# analyte -> (older value, newer value); two results each inside the 48 h window
+PANEL_VALUES = {
+    "il6": (60.0, 95.0),
+    "ferritin": (700.0, 1200.0),
+    "crp": (45.0, 80.0),
+    "cxcl9": (1800.0, 2600.0),
+    "ifng": (30.0, 55.0),
+    "lymphocytes": (1.1, 0.7),
+    "platelets": (160.0, 95.0),
+    "lactate": (2.0, 3.1),
+    "procalcitonin": (0.8, 2.4),
+    "sil2r": (2500.0, 4100.0),
+    "il10": (12.0, 25.0),
+}
+
+
+def _observations(patient_id: str, now: datetime) -> list[dict[str, Any]]:
+    """Two results per panel analyte, 30.5 h and 6.5 h before `now`."""
+    return [
+        observation(patient_id, analyte, value, now - timedelta(hours=hours), index=index)
+        for analyte, values in PANEL_VALUES.items()
+        for index, (value, hours) in enumerate(zip(values, (30.5, 6.5), strict=True))
+    ]
+
+
+def _templates(app: Flask) -> dict[str, str]:
+    return dict(app.extensions["picu_endotype.services"][SERVICE_ID].prefetch)
+
+
+def _without_uuids(value: Any) -> Any:
+    """`value` with every `uuid` key removed, recursively."""
+    if isinstance(value, dict):
+        return {k: _without_uuids(v) for k, v in value.items() if k != "uuid"}
+    if isinstance(value, list):
+        return [_without_uuids(item) for item in value]
+    return value
+
+
+def _assert_conformant(response: Any) -> list[dict[str, Any]]:
+    """RESP-CHECKS: JSON, validates against our response model, no empty values anywhere."""
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    HookResponse.model_validate(body)
+    if body != {"cards": []}:
+        assert find_empty_value(body) is None
+    for card in body["cards"]:
+        assert len(card["summary"]) < 140
+        assert card["uuid"]
+    return body["cards"]
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def child(now: datetime) -> dict[str, Any]:
+    return patient(PATIENT_ID, years_before(now, 6.4))
+
+
+@pytest.fixture
+def fake_fhir(httpserver: HTTPServer, child: dict[str, Any], now: datetime) -> FakeFhirServer:
+    """The stub FHIR server, holding the same patient and results as the full prefetch."""
+    fake = FakeFhirServer(patients={PATIENT_ID: child}, observations=_observations(PATIENT_ID, now))
+    httpserver.expect_request(re.compile(r"/fhir/.*")).respond_with_handler(fake)
+    return fake
+
+
+def test_complete_prefetch_gives_one_card_and_no_fhir_requests(
+    app: Flask,
+    caller: HookCaller,
+    httpserver: HTTPServer,
+    fhir_base: str,
+    child: dict,
+    now: datetime,
+) -> None:
+    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    body = hook_request(
+        PATIENT_ID,
+        prefetch=prefetch,
+        fhir_server=fhir_base,
+        fhir_authorization=fhir_authorization(),
+    )
+    cards = _assert_conformant(caller.call(body))
+    assert len(cards) == 1
+    assert httpserver.log == []
+
+
+def test_prefetch_omitted_queries_fhir_with_the_token_and_gives_the_same_card(
+    app: Flask,
+    caller: HookCaller,
+    fake_fhir: FakeFhirServer,
+    fhir_base: str,
+    child: dict,
+    now: datetime,
+) -> None:
+    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    from_prefetch = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
+    authorization = fhir_authorization()
+    queried = caller.call(
+        hook_request(PATIENT_ID, fhir_server=fhir_base, fhir_authorization=authorization)
+    )
+    from_queries = _assert_conformant(queried)
+    assert _without_uuids(from_queries) == _without_uuids(from_prefetch)
+    assert from_queries[0]["uuid"] != from_prefetch[0]["uuid"]
+    assert len(fake_fhir.authorizations) == len(_templates(app))
+    assert set(fake_fhir.authorizations) == {f"Bearer {authorization['access_token']}"}
+
+
+def test_partial_prefetch_queries_only_the_missing_key(
+    app: Flask,
+    caller: HookCaller,
+    fake_fhir: FakeFhirServer,
+    httpserver: HTTPServer,
+    fhir_base: str,
+    child: dict,
+    now: datetime,
+) -> None:
+    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    del prefetch["ferritin"]
+    body = hook_request(
+        PATIENT_ID,
+        prefetch=prefetch,
+        fhir_server=fhir_base,
+        fhir_authorization=fhir_authorization(),
+    )
+    assert len(_assert_conformant(caller.call(body))) == 1
+    assert len(httpserver.log) == 1
+    assert "2276-4" in httpserver.log[0][0].query_string.decode()
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_fhir_server_failure_is_412_operation_outcome(
+    caller: HookCaller, httpserver: HTTPServer, fhir_base: str, status: int
+) -> None:
+    httpserver.expect_request(re.compile(r"/fhir/.*")).respond_with_data("", status=status)
+    body = hook_request(PATIENT_ID, fhir_server=fhir_base, fhir_authorization=fhir_authorization())
+    response = caller.call(body)
+    assert_outcome(response, 412, "PICU-412-DATA-UNAVAILABLE")
+
+
+def test_prefetch_omitted_without_fhir_access_is_412(caller: HookCaller) -> None:
+    assert_outcome(caller.call(hook_request(PATIENT_ID)), 412, "PICU-412-DATA-UNAVAILABLE")
+
+
+def test_token_for_a_fhir_server_off_the_allow_list_is_412_and_nothing_is_sent(
+    app: Flask, caller: HookCaller, httpserver: HTTPServer, child: dict, now: datetime
+) -> None:
+    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    body = hook_request(
+        PATIENT_ID,
+        prefetch=prefetch,
+        fhir_server=httpserver.url_for("/other-fhir"),
+        fhir_authorization=fhir_authorization(),
+    )
+    assert_outcome(caller.call(body), 412, "PICU-412-FHIR-SERVER-NOT-ALLOWED")
+    assert httpserver.log == []
+
+
+def test_adult_patient_gets_no_cards(app: Flask, caller: HookCaller, now: datetime) -> None:
+    adult = patient(PATIENT_ID, years_before(now, 18.2))
+    prefetch = full_prefetch(_templates(app), adult, _observations(PATIENT_ID, now))
+    response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
+
+
+def test_adolescent_just_under_the_age_limit_gets_a_card(
+    app: Flask, caller: HookCaller, now: datetime
+) -> None:
+    teenager = patient(PATIENT_ID, years_before(now, 17.8))
+    prefetch = full_prefetch(_templates(app), teenager, _observations(PATIENT_ID, now))
+    assert len(_assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))) == 1
+
+
+def test_unknown_age_proceeds_to_a_card(app: Flask, caller: HookCaller, now: datetime) -> None:
+    no_birth_date = patient(PATIENT_ID, None)
+    prefetch = full_prefetch(_templates(app), no_birth_date, _observations(PATIENT_ID, now))
+    assert len(_assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))) == 1
+
+
+def test_age_gate_switched_off_answers_for_adults(
+    make_settings: MakeSettings, caller: HookCaller, now: datetime
+) -> None:
+    app = create_app(make_settings(max_age_years=None))
+    caller.client = app.test_client()
+    adult = patient(PATIENT_ID, years_before(now, 40))
+    prefetch = full_prefetch(_templates(app), adult, _observations(PATIENT_ID, now))
+    assert len(_assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))) == 1
+
+
+def test_missing_panel_results_give_an_insufficient_data_card(
+    app: Flask, caller: HookCaller, child: dict
+) -> None:
+    prefetch = full_prefetch(_templates(app), child, [])
+    cards = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
+    assert len(cards) == 1
+    assert "insufficient" in cards[0]["summary"].lower()
+
+
+def test_extension_objects_at_top_level_and_in_context_are_accepted(
+    app: Flask, caller: HookCaller, child: dict, now: datetime
+) -> None:
+    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    body = hook_request(PATIENT_ID, prefetch=prefetch)
+    body["extension"] = {"com.example.x": {"a": 1}}
+    body["context"]["extension"] = {"com.example.y": [1, 2]}
+    assert len(_assert_conformant(caller.call(body))) == 1
+
+
+def test_unknown_top_level_fields_are_accepted(
+    app: Flask, caller: HookCaller, child: dict, now: datetime
+) -> None:
+    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    body = hook_request(PATIENT_ID, prefetch=prefetch)
+    body["futureField"] = {"nested": True}
+    assert len(_assert_conformant(caller.call(body))) == 1
+
+
+def test_each_hook_writes_one_audit_line_without_patient_values(
+    app: Flask, caller: HookCaller, child: dict, now: datetime, caplog: pytest.LogCaptureFixture
+) -> None:
+    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    body = hook_request(PATIENT_ID, prefetch=prefetch)
+    with caplog.at_level(logging.INFO, logger="picu_endotype.audit"):
+        caller.call(body)
+    lines = [r.getMessage() for r in caplog.records if r.name == "picu_endotype.audit"]
+    assert len(lines) == 1
+    assert body["hookInstance"] in lines[0]
+    assert "iss=https://ehr.test" in lines[0]
+    assert re.search(r"duration_ms=\d+", lines[0])
+    assert f"sources=prefetch:{len(_templates(app))} " in lines[0]
+    assert PATIENT_ID not in lines[0]
+    assert "1200" not in lines[0]
+
+
+def test_refused_hook_is_audited_with_its_error_code(
+    caller: HookCaller, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="picu_endotype.audit"):
+        caller.call(hook_request(PATIENT_ID))
+    lines = [r.getMessage() for r in caplog.records if r.name == "picu_endotype.audit"]
+    assert len(lines) == 1
+    assert "outcome=PICU-412-DATA-UNAVAILABLE" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("birth_date", "on", "expected"),
+    [
+        ("2008-11-25", date(2026, 11, 25), 18.0),
+        ("2008-11-25", date(2026, 5, 25), 17.5),
+        ("2020-02-29", date(2024, 2, 29), 4.0),
+        ("2008", date(2026, 12, 31), 18.0),  # a bare year: the youngest possible age
+        ("2008-02", date(2026, 2, 29 - 1), 17.0 + 364 / 365),
+    ],
+)
+def test_age_in_years_counts_from_the_latest_possible_birth_date(
+    birth_date: str, on: date, expected: float
+) -> None:
+    age = age_in_years({"birthDate": birth_date}, on)
+    assert age == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.parametrize("patient_resource", [None, {}, {"birthDate": "soon"}, {"birthDate": 2008}])
+def test_age_is_unknown_without_a_usable_birth_date(patient_resource: dict | None) -> None:
+    assert age_in_years(patient_resource, date(2026, 11, 25)) is None
+
+
+def test_age_is_unknown_for_a_birth_date_after_the_hook() -> None:
+    assert age_in_years({"birthDate": "2027-01-01"}, date(2026, 11, 25)) is None
