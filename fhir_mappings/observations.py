@@ -55,6 +55,7 @@ class _Excluded(Exception):
     """Raised by a rule when a recognised result cannot be used."""
 
     def __init__(self, reason: ExclusionReason, detail: str) -> None:
+        """Carry the reason and the card text."""
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -86,6 +87,7 @@ def extract(
 
 
 def _outcomes(item: Any, panel: Panel, patient_id: str | None) -> Iterator[Measurement | Exclusion]:
+    """The Measurements and Exclusions of one entry; other resource types yield nothing."""
     if not isinstance(item, Mapping):
         yield Exclusion(ExclusionReason.MALFORMED, "an Observation entry is not a JSON object")
         return
@@ -105,17 +107,20 @@ def _recognised(observation: Mapping[str, Any], panel: Panel) -> Iterator[_Resul
 
 
 def _mappings(value: Any) -> list[Mapping[str, Any]]:
+    """The JSON objects of a list, or nothing when `value` is not a list."""
     if not isinstance(value, list):
         return []
     return [entry for entry in value if isinstance(entry, Mapping)]
 
 
 def _codings(holder: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The codings of `holder.code`, tolerating any shape."""
     code = holder.get("code")
     return _mappings(code.get("coding")) if isinstance(code, Mapping) else []
 
 
 def _outcome(result: _Result, patient_id: str | None) -> Measurement | Exclusion:
+    """A Measurement, or the first rule that excludes the result."""
     time: datetime | None = None
     try:
         time = _effective_time_or_none(result.observation)
@@ -130,6 +135,7 @@ def _outcome(result: _Result, patient_id: str | None) -> Measurement | Exclusion
 def _exclusion(
     result: _Result, reason: ExclusionReason, detail: str, time: datetime | None
 ) -> Exclusion:
+    """The Exclusion of one recognised result."""
     return Exclusion(
         reason=reason,
         detail=detail,
@@ -142,6 +148,7 @@ def _exclusion(
 
 
 def _measurement(result: _Result, patient_id: str | None) -> Measurement:
+    """Apply every rule in order (subject, status, time, value, unit) and build the Measurement."""
     _check_subject(result.observation, patient_id)
     status = _usable_status(result.observation)
     time = _effective_time(result.observation)
@@ -165,6 +172,7 @@ def _measurement(result: _Result, patient_id: str | None) -> Measurement:
 
 
 def _observation_id(observation: Mapping[str, Any]) -> str | None:
+    """The logical id of the Observation when it has one."""
     identifier = observation.get("id")
     return identifier if isinstance(identifier, str) else None
 
@@ -221,6 +229,7 @@ def _usable_status(observation: Mapping[str, Any]) -> str:
 
 
 def _effective_time_or_none(observation: Mapping[str, Any]) -> datetime | None:
+    """The effective time when it is usable, for Exclusions raised by other rules."""
     try:
         return _effective_time(observation)
     except (_Excluded, TypeError, ValueError):
@@ -236,6 +245,7 @@ def _effective_time(observation: Mapping[str, Any]) -> datetime:
 
 
 def _effective_text(observation: Mapping[str, Any]) -> Any:
+    """The raw effective[x] value to parse, or None when there is none."""
     for key in ("effectiveDateTime", "effectiveInstant"):
         if key in observation:
             return observation[key]
@@ -295,6 +305,7 @@ def _absent_detail(reason: Any) -> str:
 
 
 def _numeric_value(quantity: Mapping[str, Any], analyte: Analyte) -> float:
+    """The finite numeric value of a Quantity, or the exclusion saying why not."""
     value = quantity.get("value")
     if value is None:
         raise _Excluded(
@@ -312,6 +323,7 @@ def _numeric_value(quantity: Mapping[str, Any], analyte: Analyte) -> float:
 
 
 def _comparator(quantity: Mapping[str, Any]) -> str | None:
+    """The Quantity comparator (<, <=, >=, >) or None; anything else is malformed."""
     comparator = quantity.get("comparator")
     if comparator is None or comparator in COMPARATORS:
         return comparator
@@ -340,6 +352,7 @@ def _source_unit(quantity: Mapping[str, Any], coding: Coding, analyte: Analyte) 
 
 
 def _converted(value: float, source_unit: str, analyte: Analyte) -> float:
+    """`value` in the analyte's canonical unit, or the unit exclusion."""
     try:
         return convert(value, source_unit, analyte.unit, molar_mass=analyte.molar_mass)
     except UnitConversionError:
@@ -348,4 +361,5 @@ def _converted(value: float, source_unit: str, analyte: Analyte) -> float:
 
 
 def _unit_error(analyte: Analyte, reason: str) -> _Excluded:
+    """A UNIT_NOT_CONVERTIBLE exclusion prefixed with the analyte name."""
     return _Excluded(ExclusionReason.UNIT_NOT_CONVERTIBLE, f"{analyte.display}: {reason}")

@@ -17,6 +17,8 @@ PANEL_RESOURCE = "panel.toml"
 
 
 class _Frozen(BaseModel):
+    """Immutable, strict base for the panel models."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -89,6 +91,7 @@ class Panel(_Frozen):
 
 
 def _analyte_from_table(key: str, table: Mapping[str, Any]) -> Analyte:
+    """One Analyte from its panel.toml table (codes default to the LOINC system)."""
     codes = tuple(
         Coding(
             system=entry.get("system", LOINC_SYSTEM),
@@ -108,12 +111,14 @@ def _analyte_from_table(key: str, table: Mapping[str, Any]) -> Analyte:
 
 @functools.lru_cache(maxsize=1)
 def _packaged_panel() -> Panel:
+    """The panel packaged with the service, read once."""
     text = resources.files(__package__).joinpath(PANEL_RESOURCE).read_text(encoding="utf-8")
     tables = tomllib.loads(text)
     return Panel(analytes={key: _analyte_from_table(key, table) for key, table in tables.items()})
 
 
 def _with_local_code(analyte: Analyte, local: LocalCode) -> Analyte:
+    """A copy of `analyte` with a site's local code appended to its codes."""
     coding = Coding(
         system=local.system,
         code=local.code,

@@ -80,6 +80,7 @@ class UnitConversionError(ValueError):
 
 @functools.lru_cache(maxsize=1)
 def _registry() -> PintUcumRegistry:
+    """The one UCUM-aware pint registry, built on first use."""
     return PintUcumRegistry()
 
 
@@ -93,6 +94,7 @@ def _parse(unit: str) -> Any | None:
 
 
 def _parsed(unit: str) -> Any:
+    """The pint quantity for one UCUM unit; UnitConversionError when it is not valid UCUM."""
     quantity = _parse(unit)
     if quantity is None:
         raise UnitConversionError(f"{unit!r} is not a valid UCUM unit")
