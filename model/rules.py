@@ -277,7 +277,7 @@ class RuleScorer:
             endotype=decision.endotype,
             scorer=self.info,
             evidence=self._evidence(outcomes, timeline),
-            used={a: s for a, s in timeline.series.items() if a in self.rule_set.analytes},
+            used={a: timeline.series[a] for a in self.rule_set.analytes if a in timeline.series},
             missing=missing,
             required=self.rule_set.required,
             reasons=decision.reasons + self._missing_note(decision, missing),

@@ -90,7 +90,10 @@ def _stale(
 def _exclusion(measurement: Measurement, reason: ExclusionReason, now: datetime) -> Exclusion:
     """Turn a result we will not use into an exclusion the card can explain."""
     if reason is ExclusionReason.IN_FUTURE:
-        detail = f"effective time {measurement.time.isoformat()} is after {now.isoformat()}"
+        late = measurement.time - now
+        detail = (
+            f"effective time is {round(late.total_seconds() / 60)} min after the assessment time"
+        )
     else:
         detail = f"status {measurement.status!r} is not used"
     return Exclusion(
