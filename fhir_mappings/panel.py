@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from cds_service.settings import LocalCode
+from fhir_mappings.units import UnitConversionError, convert
 
 LOINC_SYSTEM = "http://loinc.org"
 PANEL_RESOURCE = "panel.toml"
@@ -117,8 +118,19 @@ def _packaged_panel() -> Panel:
     return Panel(analytes={key: _analyte_from_table(key, table) for key, table in tables.items()})
 
 
+def _check_local_unit(analyte: Analyte, local: LocalCode) -> None:
+    """Refuse a local code whose unit is not UCUM convertible to the analyte's canonical unit."""
+    if local.unit is None:
+        return
+    try:
+        convert(1.0, local.unit, analyte.unit, molar_mass=analyte.molar_mass)
+    except UnitConversionError as error:
+        raise ValueError(f"local code {local.code!r} for {analyte.key}: {error}") from None
+
+
 def _with_local_code(analyte: Analyte, local: LocalCode) -> Analyte:
     """A copy of `analyte` with a site's local code appended to its codes."""
+    _check_local_unit(analyte, local)
     coding = Coding(
         system=local.system,
         code=local.code,

@@ -133,3 +133,97 @@ def test_local_code_for_unknown_analyte_is_refused_at_load() -> None:
 def test_local_code_already_used_by_another_analyte_is_refused() -> None:
     with pytest.raises(ValueError, match="1988-5"):
         load_panel([LocalCode(analyte="il6", system=LOINC_SYSTEM, code="1988-5")])
+
+
+@pytest.mark.parametrize("unit", ["furlongs", "mmol/L", "[IU]/mL"])
+def test_local_code_with_a_unit_that_cannot_become_the_canonical_unit_is_refused(
+    unit: str,
+) -> None:
+    with pytest.raises(ValueError, match="IL6X"):
+        load_panel([LocalCode(analyte="il6", system="urn:x", code="IL6X", unit=unit)])
+
+
+def test_local_lactate_code_in_mass_units_is_accepted_through_its_molar_mass() -> None:
+    local = LocalCode(analyte="lactate", system="urn:x", code="LACT-M", unit="mg/dL")
+    assert load_panel([local]).codes_for("lactate")[-1].unit == "mg/dL"
+
+
+def loinc_check_digit(number: str) -> int:
+    """The LOINC mod-10 check digit of the part before the hyphen."""
+    digits = [int(d) for d in reversed(number)]
+    doubled = "".join(str(d) for d in reversed(digits[0::2]))
+    doubled = str(int(doubled) * 2)
+    kept = "".join(str(d) for d in reversed(digits[1::2]))
+    total = sum(int(d) for d in kept + doubled)
+    return (10 - total % 10) % 10
+
+
+def test_loinc_check_digit_helper_matches_the_published_example() -> None:
+    assert loinc_check_digit("12345") == 5  # worked example in the LOINC user's guide
+
+
+def every_loinc_coding():
+    for analyte in load_panel().analytes.values():
+        for coding in analyte.codes:
+            if coding.system == LOINC_SYSTEM:
+                yield analyte, coding
+
+
+@pytest.mark.parametrize(
+    ("analyte", "coding"), list(every_loinc_coding()), ids=lambda x: getattr(x, "code", None)
+)
+def test_every_packaged_loinc_code_passes_its_check_digit(analyte, coding) -> None:
+    number, check = coding.code.split("-")
+    assert loinc_check_digit(number) == int(check)
+
+
+@pytest.mark.parametrize(("analyte", "coding"), list(every_loinc_coding()))
+def test_every_code_unit_hint_converts_to_the_canonical_unit(analyte, coding) -> None:
+    from fhir_mappings.units import UnitConversionError, convert
+
+    assert coding.unit is not None
+    if coding.arbitrary_units:
+        with pytest.raises(UnitConversionError):
+            convert(1.0, coding.unit, analyte.unit, molar_mass=analyte.molar_mass)
+    else:
+        convert(1.0, coding.unit, analyte.unit, molar_mass=analyte.molar_mass)
+
+
+@pytest.mark.parametrize(
+    ("key", "tier"),
+    [
+        ("il6", 1),
+        ("ferritin", 1),
+        ("crp", 1),
+        ("lymphocytes", 1),
+        ("platelets", 1),
+        ("lactate", 1),
+        ("procalcitonin", 1),
+        ("cxcl9", 2),
+        ("ifng", 2),
+        ("sil2r", 2),
+        ("il10", 2),
+    ],
+)
+def test_routine_markers_are_tier_1_and_send_outs_tier_2(key: str, tier: int) -> None:
+    assert load_panel().analytes[key].tier == tier
+
+
+@pytest.mark.parametrize(
+    ("key", "unit"),
+    [
+        ("il6", "pg/mL"),
+        ("ifng", "pg/mL"),
+        ("cxcl9", "pg/mL"),
+        ("il10", "pg/mL"),
+        ("sil2r", "pg/mL"),
+        ("ferritin", "ng/mL"),
+        ("procalcitonin", "ng/mL"),
+        ("crp", "mg/L"),
+        ("lymphocytes", "10*3/uL"),
+        ("platelets", "10*3/uL"),
+        ("lactate", "mmol/L"),
+    ],
+)
+def test_canonical_units_are_the_usual_ucum_units(key: str, unit: str) -> None:
+    assert load_panel().analytes[key].unit == unit
