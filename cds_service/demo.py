@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 import shutil
 import signal
@@ -261,15 +262,20 @@ def render_card(card: Mapping[str, Any]) -> list[str]:
     scorer = assessment.get("scorer", {})
     source = card.get("source", {}).get("label", "")
     pathway, endotype = assessment.get("pathway", "?"), assessment.get("endotype", "?")
+    synthetic = " (model trained on SYNTHETIC data)" if scorer.get("syntheticTrainingData") else ""
     lines = [
         f"  Summary:   {card.get('summary', '')}",
         f"  Pathway:   {pathway}   (endotype {endotype})",
-        f"  Scorer:    {scorer.get('id', '?')} v{scorer.get('version', '?')}   source: {source}",
+        f"  Scorer:    {scorer.get('id', '?')} v{scorer.get('version', '?')}{synthetic}",
+        f"  Source:    {source}",
         "  Markers:",
     ]
     lines += [
         f"    - {_marker_text(marker)}" for marker in _as_list(assessment.get("markers"))
     ] or ["    (none)"]
+    trends = _trend_lines(card.get("detail", ""))
+    if trends:
+        lines += ["  Trends:", *(f"    - {line}" for line in trends)]
     missing = ", ".join(str(item) for item in _as_list(assessment.get("missing")))
     lines.append(f"  Missing:   {missing or 'nothing'}")
     for suggestion in card.get("suggestions", []):
@@ -278,6 +284,18 @@ def render_card(card: Mapping[str, Any]) -> list[str]:
     for link in card.get("links", []):
         lines.append(f"  Link:      {link.get('label', '')} <{link.get('url', '')}>")
     return lines
+
+
+def _trend_lines(detail: str) -> list[str]:
+    """`Marker: baseline … → latest …` for each marker whose detail shows a trend."""
+    trends, marker = [], ""
+    for line in detail.splitlines():
+        header = re.match(r"- \*\*(.+?)\*\*", line)
+        if header:
+            marker = header.group(1)
+        elif "→ latest" in line:
+            trends.append(f"{marker}: {line.strip().lstrip('- ').replace('`', '')}")
+    return trends
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -295,12 +313,15 @@ def _marker_text(marker: Any) -> str:
         return str(marker)
     latest = marker.get("latest") if isinstance(marker.get("latest"), Mapping) else marker
     parts = [f"{marker.get('analyte', marker.get('name', '?'))}:"]
-    parts.append(f"{latest.get('comparator') or ''}{latest.get('value', '?')}")
+    value = latest.get("value", "?")
+    value_text = f"{value:g}" if isinstance(value, int | float) else str(value)
+    parts.append(f"{latest.get('comparator') or ''}{value_text}")
     parts.append(str(latest.get("unit", "")))
     if latest.get("time"):
         parts.append(f"at {latest['time']}")
     if latest.get("code"):
-        parts.append(f"({latest.get('system', '')}|{latest['code']})")
+        system = f"{latest['system']}|" if latest.get("system") else ""
+        parts.append(f"({system}{latest['code']})")
     baseline = marker.get("baseline")
     if isinstance(baseline, Mapping) and baseline is not latest:
         parts.append(f"[baseline {baseline.get('value', '?')} at {baseline.get('time', '?')}]")
