@@ -167,7 +167,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     _p("age_factor.lymphocytes.infant", 1.8, "ratio", _a("higher ALC under 1 year")),
     _p("age_factor.lymphocytes.under_5y", 1.3, "ratio", _a("higher ALC under 5 years")),
     # Correlations between a patient's marker deviations (latent normal, log scale).
-    _p("corr.il6.il10", 0.65, "r", SHANGHAI),
+    _p("corr.il6.il10", 0.30, "r",
+       _a("within-group; with the group effect the pooled r is about 0.65, as in " + SHANGHAI)),
     _p("corr.ferritin.crp", 0.50, "r", _a("CRP and ferritin rise together (§2.3, §5.2)")),
     _p("corr.il6.crp", 0.40, "r", ASSUMPTION),
     _p("corr.cxcl9.ifng", 0.60, "r", _a("CXCL9 is IFN-gamma induced (Buatois 2017, §2.5)")),
