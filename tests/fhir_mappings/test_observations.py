@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.observation import Observation
 
 from cds_service.settings import load_settings
 from fhir_mappings.measurement import ExclusionReason, Extraction
@@ -560,8 +561,6 @@ def test_ehr_like_observation_with_extra_fields_parses(panel: Panel) -> None:
 
 
 def test_ehr_like_observation_validates_as_r4b(panel: Panel) -> None:
-    from fhir.resources.R4B.observation import Observation
-
     Observation.model_validate(epic_like_ferritin())
 
 
@@ -602,3 +601,76 @@ def test_input_order_is_preserved_and_iterables_are_accepted(panel: Panel) -> No
     )
     extraction = extract(resources, panel)
     assert [m.analyte for m in extraction.measurements] == ["platelets", "lymphocytes"]
+
+
+def clinosim_like_crp() -> dict[str, Any]:
+    """A CRP lab in the shape of a bulk NDJSON simulator export."""
+    return {
+        "resourceType": "Observation",
+        "id": "7f1c9a2e-crp",
+        "meta": {
+            "profile": ["http://hl7.org/fhir/us/core/StructureDefinition/us-core-observation-lab"]
+        },
+        "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:7f1c9a2e"}],
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                        "display": "Laboratory",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [{"system": LOINC_SYSTEM, "code": "1988-5", "display": "CRP"}],
+            "text": "C reactive protein",
+        },
+        "subject": {"reference": "urn:uuid:patient-0042"},
+        "encounter": {"reference": "urn:uuid:encounter-0042-3"},
+        "effectiveDateTime": "2026-03-01T06:12:00+00:00",
+        "issued": "2026-03-01T07:02:00+00:00",
+        "valueQuantity": {"value": 8.7, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"},
+        "interpretation": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+                        "code": "HH",
+                    }
+                ]
+            }
+        ],
+        "referenceRange": [
+            {
+                "low": {"value": 0, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"},
+                "high": {"value": 1.0, "unit": "mg/dL", "system": UCUM, "code": "mg/dL"},
+                "text": "0-1.0 mg/dL",
+            }
+        ],
+    }
+
+
+def test_simulator_lab_with_identifiers_and_ranges_parses_and_converts(panel: Panel) -> None:
+    Observation.model_validate(clinosim_like_crp())
+    measurement = only_measurement(extract([clinosim_like_crp()], panel, patient_id="p1"))
+    assert (measurement.analyte, measurement.unit) == ("crp", "mg/L")
+    assert measurement.value == pytest.approx(87.0)
+    assert measurement.time == datetime(2026, 3, 1, 6, 12, tzinfo=UTC)
+
+
+def test_ehr_like_send_out_with_comparator_and_encounter_identifier(panel: Panel) -> None:
+    resource = epic_like_ferritin()
+    resource["code"]["coding"][1] = {"system": LOINC_SYSTEM, "code": "26881-3"}
+    resource["valueQuantity"] = {
+        "value": 5,
+        "comparator": "<",
+        "unit": "pg/mL",
+        "system": UCUM,
+        "code": "pg/mL",
+    }
+    resource["encounter"] = {"identifier": {"system": "urn:oid:1.2.3", "value": "CSN-991"}}
+    measurement = only_measurement(extract([resource], panel, patient_id="p1"))
+    assert (measurement.analyte, measurement.comparator, measurement.value) == ("il6", "<", 5.0)
