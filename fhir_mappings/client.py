@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -132,6 +132,8 @@ def same_origin(url: str, base_url: str) -> bool:
         return False
     if (target.hostname or "").lower() != (base.hostname or "").lower():
         return False
+    if any(segment in (".", "..") for segment in unquote(target.path).split("/")):
+        return False  # a server would resolve these to another path
     base_path = base.path.rstrip("/")
     return target.path == base_path or target.path.startswith(base_path + "/")
 

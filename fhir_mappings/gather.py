@@ -167,24 +167,29 @@ def _run_jobs(
     """Run every key's FHIR call in parallel under one deadline; DataUnavailable on any failure."""
     if access is None:
         raise DataUnavailable(tuple(jobs), "no FHIR server access for data not in prefetch")
+    base_url, token = access.base_url, access.access_token
     deadline = time.monotonic() + fhir.deadline_seconds
-    client = client_factory(
-        access.base_url,
-        access.access_token,
-        timeout=fhir.timeout_seconds,
-        max_pages=fhir.max_pages,
-        deadline=deadline,
-    )
+
+    def run(job: Job) -> list[Resource]:
+        """One job on its own client (sessions are not shared between threads)."""
+        with client_factory(
+            base_url,
+            token,
+            timeout=fhir.timeout_seconds,
+            max_pages=fhir.max_pages,
+            deadline=deadline,
+        ) as client:
+            return job(client)
+
     executor = ThreadPoolExecutor(max_workers=min(fhir.max_workers, len(jobs)))
     try:
-        futures = {executor.submit(job, client): key for key, job in jobs.items()}
+        futures = {executor.submit(run, job): key for key, job in jobs.items()}
         left = max(0.0, deadline - time.monotonic())
         done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
         _raise_for_failures(futures, done, pending)
         return {futures[future]: future.result() for future in done}
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
-        client.close()
 
 
 def _raise_for_failures(

@@ -184,6 +184,8 @@ def test_search_does_not_follow_next_link_outside_the_base_path(
         ("https://ehr.example.org/fhirish/Observation", False),
         ("https://ehr.example.org/other/Observation", False),
         ("https://user@ehr.example.org/fhir/Observation", False),
+        ("https://ehr.example.org/fhir/../admin/Observation", False),
+        ("https://ehr.example.org/fhir/%2e%2e/admin/Observation", False),
     ],
 )
 def test_same_origin_requires_scheme_host_port_and_base_path(url: str, expected: bool) -> None:

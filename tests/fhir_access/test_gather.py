@@ -14,6 +14,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from cds_service.settings import FhirSettings
+from fhir_mappings.client import FhirClient
 from fhir_mappings.gather import DataUnavailable, FhirAccess, PatientData, gather_patient_data
 from fhir_mappings.panel import Panel
 from fhir_mappings.prefetch import MalformedPrefetch, fill_template, prefetch_templates
@@ -137,6 +138,26 @@ def test_queries_run_in_parallel(
 
     assert data.observations == ()
     assert len(fhir_server.log) == 4
+
+
+def test_every_query_shares_one_deadline_and_the_configured_limits(
+    fake_fhir: FakeFhir, access: FhirAccess, small_templates: dict[str, str]
+) -> None:
+    settings = FhirSettings(timeout_seconds=0.7, deadline_seconds=3.0, max_pages=4)
+    made: list[dict[str, Any]] = []
+
+    def recording_factory(base_url: str, token: str | None, **options: Any) -> FhirClient:
+        made.append({"base_url": base_url, "token": token, **options})
+        return FhirClient(base_url, token, **options)
+
+    gather_patient_data(
+        None, CONTEXT, small_templates, access, settings, client_factory=recording_factory
+    )
+
+    assert len(made) == len(small_templates)
+    assert len({options["deadline"] for options in made}) == 1
+    assert all(options["timeout"] == 0.7 and options["max_pages"] == 4 for options in made)
+    assert all(options["base_url"] == fake_fhir.base_url for options in made)
 
 
 @pytest.mark.parametrize("status", [401, 403])
