@@ -17,6 +17,7 @@ from cds_service.settings import Settings, load_settings
 from model.assessment import Scorer
 
 PACKAGE = "picu-endotype"
+SCORER_KEY = "picu_endotype.scorer"
 
 health_bp = Blueprint("health", __name__)
 
@@ -69,7 +70,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     panel = load_panel(settings.local_codes)
     service = discovery.endotype_service(panel, settings)
     discovery.init_app(app, (service,))
-    engine = hooks.HookEngine(settings, panel, load_scorer(settings), service.prefetch)
+    scorer = load_scorer(settings)
+    app.extensions[SCORER_KEY] = scorer
+    engine = hooks.HookEngine(settings, panel, scorer, service.prefetch)
     hooks.init_app(app, engine)
     feedback.init_app(app, settings)
     app.register_blueprint(health_bp)

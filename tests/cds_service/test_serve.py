@@ -1,0 +1,93 @@
+"""`picu-endotype serve`: argument handling, the dev-mode guard, and gunicorn options."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cds_service import serve
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="picu-endotype serve")
+    serve.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record gunicorn starts instead of serving."""
+    starts: list[dict[str, Any]] = []
+
+    def fake_run(self: serve.GunicornApplication) -> None:
+        starts.append(self.options)
+
+    monkeypatch.setattr(serve.GunicornApplication, "run", fake_run)
+    return starts
+
+
+@pytest.fixture
+def state_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("PICU_ENDOTYPE_STATE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_command_line_overrides_host_port_and_workers(state_env: Path) -> None:
+    settings = serve.settings_from_args(
+        _args("--host", "127.0.0.2", "--port", "9001", "--workers", "3")
+    )
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.2", 9001, 3)
+
+
+def test_config_file_is_read(state_env: Path, tmp_path: Path) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text("port = 9123\nwindow_hours = 24\n")
+    settings = serve.settings_from_args(_args("--config", str(config)))
+    assert (settings.port, settings.window_hours) == (9123, 24)
+
+
+def test_missing_config_file_exits_2_without_serving(
+    started: list, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert serve.run(_args("--config", str(tmp_path / "absent.toml"))) == 2
+    assert started == []
+    assert "not found" in capsys.readouterr().err
+
+
+def test_dev_mode_on_a_public_address_exits_2_without_serving(
+    state_env: Path, started: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PICU_ENDOTYPE_DEV_ALLOW_UNAUTHENTICATED", "true")
+    assert serve.run(_args("--host", "0.0.0.0")) == 2
+    assert started == []
+
+
+def test_dev_mode_on_loopback_serves_with_a_warning(
+    state_env: Path,
+    started: list,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("PICU_ENDOTYPE_DEV_ALLOW_UNAUTHENTICATED", "true")
+    with caplog.at_level(logging.WARNING):
+        assert serve.run(_args("--port", "9002")) == 0
+    assert [options["bind"] for options in started] == ["127.0.0.1:9002"]
+    assert any("DEVELOPMENT MODE" in record.getMessage() for record in caplog.records)
+
+
+def test_serve_starts_gunicorn_with_settings(state_env: Path, started: list) -> None:
+    assert serve.run(_args("--host", "127.0.0.1", "--port", "9003", "--workers", "4")) == 0
+    [options] = started
+    assert options["bind"] == "127.0.0.1:9003"
+    assert options["workers"] == 4
+
+
+def test_access_log_format_has_no_query_string_or_headers() -> None:
+    log_format = serve.ACCESS_LOG_FORMAT
+    assert "%(U)s" in log_format
+    for leaky in ("%(r)s", "%(q)s", "%({authorization}i)s", "%(a)s"):
+        assert leaky not in log_format
