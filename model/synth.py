@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -435,11 +436,15 @@ def _group_param(prefix: str, group: int) -> float:
     return PARAMS[f"{prefix}.{GROUP_KEYS[group]}"]
 
 
+@functools.lru_cache(maxsize=64)
+def _zone(offset_minutes: int) -> timezone:
+    return timezone(timedelta(minutes=offset_minutes))
+
+
 def _format_time(moment: datetime, offset_minutes: int, *, as_utc: bool = False) -> str:
     if as_utc:
         return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    zone = timezone(timedelta(minutes=offset_minutes))
-    return moment.astimezone(zone).isoformat(timespec="seconds")
+    return moment.astimezone(_zone(offset_minutes)).isoformat(timespec="seconds")
 
 
 def _meta() -> dict[str, Any]:
@@ -560,6 +565,7 @@ class _Result:
     effective: str | None = None  # preformatted effective[x] value
     period_minutes: int | None = None  # effectivePeriod instead of effectiveDateTime
     issued_after: timedelta = timedelta(hours=2)
+    as_utc: bool = False  # render times in UTC ("Z") instead of the site offset
 
 
 def observation_resource(
@@ -568,8 +574,6 @@ def observation_resource(
     patient_id: str,
     encounter_id: str | None,
     offset_minutes: int,
-    *,
-    as_utc: bool = False,
 ) -> dict[str, Any]:
     """One laboratory Observation dict (FHIR R4) for a synthetic result."""
     analyte, rep = result.analyte, result.rep
@@ -586,9 +590,9 @@ def observation_resource(
     }
     if encounter_id is not None:
         resource["encounter"] = {"reference": f"Encounter/{encounter_id}"}
-    resource |= _effective(result, offset_minutes, as_utc=as_utc)
+    resource |= _effective(result, offset_minutes)
     issued = result.time + result.issued_after
-    resource["issued"] = _format_time(issued, offset_minutes, as_utc=as_utc)
+    resource["issued"] = _format_time(issued, offset_minutes, as_utc=result.as_utc)
     resource["valueQuantity"] = _quantity(result.value, rep, decimals, analyte)
     reference = _reference_range(analyte, rep)
     if reference is not None:
@@ -596,10 +600,10 @@ def observation_resource(
     return resource
 
 
-def _effective(result: _Result, offset_minutes: int, *, as_utc: bool) -> dict[str, Any]:
+def _effective(result: _Result, offset_minutes: int) -> dict[str, Any]:
     if result.effective is not None:
         return {"effectiveDateTime": result.effective}
-    start = _format_time(result.time, offset_minutes, as_utc=as_utc)
+    start = _format_time(result.time, offset_minutes, as_utc=result.as_utc)
     if result.period_minutes is None:
         return {"effectiveDateTime": start}
     end_time = result.time + timedelta(minutes=result.period_minutes)
@@ -686,11 +690,18 @@ def _group_log_median(analyte: str, group: int, ifng_high: bool) -> float:
     return math.log(_group_param(f"median.{analyte}", group))
 
 
+_DAY3_HOURS, _DAY7_HOURS = 72.0, 168.0
+
+
 def _log_level(analyte: str, course: _Course, hours: float) -> float:
     """The patient's group-level log median at a time, interpolated between day 0, 3 and 7."""
-    anchors = (0.0, 72.0, 168.0)
     levels = [_group_log_median(analyte, g, course.ifng_high) for g in course.groups]
-    return float(np.interp(hours, anchors, levels))
+    if hours >= _DAY7_HOURS:
+        return levels[2]
+    if hours >= _DAY3_HOURS:
+        fraction = (hours - _DAY3_HOURS) / (_DAY7_HOURS - _DAY3_HOURS)
+        return levels[1] + fraction * (levels[2] - levels[1])
+    return levels[0] + max(hours, 0.0) / _DAY3_HOURS * (levels[1] - levels[0])
 
 
 def _patient_shift(analyte: str, course: _Course, age_months: int) -> float:
@@ -766,39 +777,37 @@ def _status(rng: np.random.Generator) -> str:
     return "final"
 
 
+def _result_shape(rng: np.random.Generator, time: datetime, offset_minutes: int) -> dict[str, Any]:
+    """Status, timing form and time rendering of one result."""
+    timing = rng.random()
+    shape: dict[str, Any] = {"status": _status(rng), "as_utc": _share(rng, "share.utc_rendering")}
+    if timing < PARAMS["share.effective_period"]:
+        shape["period_minutes"] = int(rng.integers(10, 60))
+    elif timing < PARAMS["share.effective_period"] + PARAMS["share.date_only"]:
+        shape["effective"] = time.astimezone(_zone(offset_minutes)).date().isoformat()
+    return shape
+
+
 def _render(
     rng: np.random.Generator, panel: Panel, ctx: _Context, result: _Result
 ) -> list[dict[str, Any]]:
     """The Observation for one result, plus a voided mis-keyed twin now and then."""
-    timing = rng.random()
-    period = int(rng.integers(10, 60)) if timing < PARAMS["share.effective_period"] else None
-    date_only = PARAMS["share.effective_period"] + PARAMS["share.date_only"]
-    effective = None
-    if period is None and timing < date_only:
-        effective = result.time.astimezone(timezone(timedelta(minutes=ctx.offset_minutes)))
-        effective = effective.date().isoformat()
-    as_utc = _share(rng, "share.utc_rendering")
-    result = _replace(result, status=_status(rng), period_minutes=period, effective=effective)
-    rendered = [_observation_for(panel, ctx, result, as_utc)]
+    rendered = [
+        observation_resource(panel, result, ctx.patient_id, ctx.encounter_id, ctx.offset_minutes)
+    ]
     if _share(rng, "share.entered_in_error"):
-        voided = _replace(
+        voided = dataclasses.replace(
             result,
             observation_id=result.observation_id + "-eie",
             value=result.value * 10.0,
             status="entered-in-error",
         )
-        rendered.append(_observation_for(panel, ctx, voided, as_utc))
+        rendered.append(
+            observation_resource(
+                panel, voided, ctx.patient_id, ctx.encounter_id, ctx.offset_minutes
+            )
+        )
     return rendered
-
-
-def _observation_for(panel: Panel, ctx: _Context, result: _Result, as_utc: bool) -> dict[str, Any]:
-    return observation_resource(
-        panel, result, ctx.patient_id, ctx.encounter_id, ctx.offset_minutes, as_utc=as_utc
-    )
-
-
-def _replace(result: _Result, **changes: Any) -> _Result:
-    return dataclasses.replace(result, **changes)
 
 
 def _turnaround(rng: np.random.Generator, analyte: str) -> timedelta:
@@ -819,14 +828,16 @@ def _analyte_results(
     for number, hour in enumerate(hours, start=1):
         log_value = _log_level(analyte, course, max(hour, 0.0)) + base
         value = math.exp(log_value + noise * rng.standard_normal())
+        time = ctx.onset + timedelta(hours=hour)
         results.append(
             _Result(
                 observation_id=f"{ctx.patient_id}-{analyte}-{number}",
                 analyte=analyte,
                 value=value,
-                time=ctx.onset + timedelta(hours=hour),
+                time=time,
                 rep=rep,
                 issued_after=_turnaround(rng, analyte),
+                **_result_shape(rng, time, ctx.offset_minutes),
             )
         )
     return results
