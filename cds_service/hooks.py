@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from cds_service.discovery import ServiceDefinition, current_settings, find_serv
 from cds_service.errors import (
     CdsError,
     FhirServerRefused,
+    InternalError,
     InvalidHookRequest,
     InvalidPrefetch,
     MalformedJson,
@@ -41,13 +42,17 @@ from fhir_mappings.gather import DataUnavailable, FhirAccess, PatientData, gathe
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel
 from fhir_mappings.prefetch import MalformedPrefetch
-from model.assessment import Scorer
+from model.assessment import Assessment, Scorer, Timeline
 from model.timeline import build_timeline
 
 audit_log = logging.getLogger("picu_endotype.audit")
 
 ENGINE_KEY = "picu_endotype.hook_engine"
 AGE_GATED = "age-gated"
+AGE_UNKNOWN = (
+    "Patient age unknown (no usable birth date): this service is intended for patients under "
+    "{limit:g} years; confirm the patient's age before relying on this card."
+)
 _READ_CHUNK = 64 * 1024
 
 bp = Blueprint("hooks", __name__)
@@ -161,13 +166,12 @@ class HookEngine:
         now = datetime.now(UTC)
         data = self.gather(hook_request, client)
         age = age_in_years(data.patient, now.date())
-        max_age = self.settings.max_age_years
-        if max_age is not None and age is not None and age >= max_age:
+        if self.above_age_limit(age):
             return HookOutcome(HookResponse(cards=[]), AGE_GATED, data.sources)
-        extraction = extract(data.observations, self.panel, patient_id=context.patientId)
-        window = timedelta(hours=self.settings.window_hours)
-        timeline = build_timeline(extraction, now=now, window=window)
-        assessment = self.scorer.assess(timeline)
+        timeline, assessment = self.assess(data, context, now)
+        if age is None and self.settings.max_age_years is not None:
+            note = AGE_UNKNOWN.format(limit=self.settings.max_age_years)
+            assessment = replace(assessment, limitations=(*assessment.limitations, note))
         card = build_card(
             assessment,
             timeline,
@@ -178,6 +182,20 @@ class HookEngine:
         )
         response = HookResponse.model_validate({"cards": [card]})
         return HookOutcome(response, assessment.pathway.value, data.sources)
+
+    def above_age_limit(self, age: float | None) -> bool:
+        """True when the patient is known to be at or over the configured age limit."""
+        limit = self.settings.max_age_years
+        return limit is not None and age is not None and age >= limit
+
+    def assess(
+        self, data: PatientData, context: PatientViewContext, now: datetime
+    ) -> tuple[Timeline, Assessment]:
+        """Map the Observations, place them on the timeline at `now`, and score it."""
+        extraction = extract(data.observations, self.panel, patient_id=context.patientId)
+        window = timedelta(hours=self.settings.window_hours)
+        timeline = build_timeline(extraction, now=now, window=window)
+        return timeline, self.scorer.assess(timeline)
 
     def gather(self, hook_request: HookRequest, client: CdsClient) -> PatientData:
         """The patient's resources from prefetch and, where allowed, the FHIR server."""
@@ -245,8 +263,9 @@ def call_service(service_id: str) -> ResponseReturnValue:
         hook_request, context = parse_hook_request(service)
         engine: HookEngine = current_app.extensions[ENGINE_KEY]
         outcome = engine.respond(hook_request, context, client)
-    except CdsError as error:
-        _audit(hook_request, client, error.code, duration_ms=_elapsed_ms(started))
+    except Exception as error:
+        code = error.code if isinstance(error, CdsError) else InternalError.code
+        _audit(hook_request, client, code, duration_ms=_elapsed_ms(started))
         raise
     _audit(
         hook_request,

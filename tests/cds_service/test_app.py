@@ -60,3 +60,21 @@ def test_model_card_is_served(app: Flask) -> None:
 def test_dev_mode_app_on_a_public_host_is_refused(make_settings: MakeSettings) -> None:
     with pytest.raises(RuntimeError, match="loopback"):
         create_app(make_settings(dev_allow_unauthenticated=True, host="0.0.0.0"))
+
+
+def test_preflight_from_an_allowed_origin_is_answered_without_authentication(
+    make_settings: MakeSettings,
+) -> None:
+    origin = "https://sandbox.cds-hooks.org"
+    app = create_app(make_settings(cors_allowed_origins=[origin]))
+    response = app.test_client().options(
+        "/cds-services/picu-immune-endotype",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert 200 <= response.status_code < 300
+    assert response.headers["Access-Control-Allow-Origin"] == origin
+    assert "Authorization" in response.headers["Access-Control-Allow-Headers"]

@@ -10,30 +10,11 @@ import pytest
 from flask import Flask
 
 from cds_service.hooks import HookEngine
+from tests.cds_service.outcomes import assert_outcome
 from tests.support.hook_caller import HookCaller, hook_request
 from tests.support.tokens import fhir_authorization
 
 TWO_MEGABYTES = 2 * 1024 * 1024
-
-
-def _issue(response: Any) -> dict[str, Any]:
-    """The single issue of an OperationOutcome response."""
-    body = response.get_json(force=True)
-    assert body["resourceType"] == "OperationOutcome"
-    assert len(body["issue"]) == 1
-    return body["issue"][0]
-
-
-def assert_outcome(response: Any, status: int, code: str) -> dict[str, Any]:
-    """The response is `status` with an OperationOutcome carrying `code`, and no trace."""
-    assert response.status_code == status
-    assert response.mimetype in {"application/json", "application/fhir+json"}
-    issue = _issue(response)
-    assert issue["severity"] == "error"
-    assert issue["details"]["coding"][0]["code"] == code
-    assert issue["diagnostics"].startswith(f"{code}: ")
-    assert "Traceback" not in response.get_data(as_text=True)
-    return issue
 
 
 def test_truncated_json_is_400_malformed(caller: HookCaller) -> None:
@@ -208,5 +189,6 @@ def test_unexpected_exception_is_500_logging_only_its_type(
     assert_outcome(response, 500, "PICU-500-INTERNAL")
     assert "123456" not in response.get_data(as_text=True)
     assert "RuntimeError" in caplog.text
+    assert "outcome=PICU-500-INTERNAL" in caplog.text
     assert "123456" not in caplog.text
     assert all(record.exc_info is None for record in caplog.records)

@@ -10,7 +10,7 @@ from flask import Flask
 
 from cds_service.feedback import STORE_KEY, FeedbackStore
 from cds_service.settings import Settings
-from tests.cds_service.test_errors import assert_outcome
+from tests.cds_service.outcomes import assert_outcome
 from tests.support.hook_caller import SERVICE_ID, HookCaller
 
 SPEC_FEEDBACK = (

@@ -22,7 +22,7 @@ from tests.cds_service.fhir_data import (
     patient,
     years_before,
 )
-from tests.cds_service.test_errors import assert_outcome
+from tests.cds_service.outcomes import assert_outcome
 from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request
 from tests.support.tokens import fhir_authorization
 
@@ -204,10 +204,32 @@ def test_adolescent_just_under_the_age_limit_gets_a_card(
     assert len(_assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))) == 1
 
 
-def test_unknown_age_proceeds_to_a_card(app: Flask, caller: HookCaller, now: datetime) -> None:
-    no_birth_date = patient(PATIENT_ID, None)
+@pytest.mark.parametrize("birth_date", [None, "unknown"])
+def test_unknown_age_proceeds_to_a_card_that_says_so(
+    app: Flask, caller: HookCaller, now: datetime, birth_date: str | None
+) -> None:
+    no_birth_date = patient(PATIENT_ID, birth_date)
     prefetch = full_prefetch(_templates(app), no_birth_date, _observations(PATIENT_ID, now))
-    assert len(_assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))) == 1
+    [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
+    assert "Patient age unknown" in card["detail"]
+    assert "under 18 years" in card["detail"]
+
+
+def test_patient_read_answered_null_proceeds_with_age_unknown(
+    app: Flask, caller: HookCaller, now: datetime
+) -> None:
+    prefetch = full_prefetch(_templates(app), {}, _observations(PATIENT_ID, now))
+    prefetch["patient"] = None
+    [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
+    assert "Patient age unknown" in card["detail"]
+
+
+def test_known_age_card_does_not_claim_age_unknown(
+    app: Flask, caller: HookCaller, child: dict, now: datetime
+) -> None:
+    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
+    assert "age unknown" not in card["detail"]
 
 
 def test_age_gate_switched_off_answers_for_adults(
