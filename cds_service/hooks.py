@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -54,6 +55,7 @@ AGE_UNKNOWN = (
     "{limit:g} years; confirm the patient's age before relying on this card."
 )
 _READ_CHUNK = 64 * 1024
+FHIR_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 
 bp = Blueprint("hooks", __name__)
 
@@ -64,7 +66,7 @@ class HookOutcome:
 
     response: HookResponse
     pathway: str
-    sources: Any
+    sources: Mapping[str, str]
 
 
 # --- request parsing ---
@@ -106,7 +108,15 @@ def parse_hook_request(service: ServiceDefinition) -> tuple[HookRequest, Patient
         context = PatientViewContext.model_validate(hook_request.context)
     except ValidationError as error:
         raise InvalidHookRequest(f"context: {validation_diagnostics(error)}") from None
+    _check_token_patient(hook_request, context)
     return hook_request, context
+
+
+def _check_token_patient(hook_request: HookRequest, context: PatientViewContext) -> None:
+    """Refuse an access token scoped to another patient than the one in context."""
+    authorization = hook_request.fhirAuthorization
+    if authorization and authorization.patient and authorization.patient != context.patientId:
+        raise InvalidHookRequest("fhirAuthorization.patient differs from context.patientId.")
 
 
 # --- age gate ---
@@ -122,15 +132,17 @@ def _anniversary(birth: date, year: int) -> date:
 
 def _latest_possible_birth_date(birth_date: str) -> date | None:
     """The last day a FHIR `date` (YYYY, YYYY-MM or YYYY-MM-DD) may denote, or None."""
-    parts = birth_date.split("-")
+    if FHIR_DATE.fullmatch(birth_date) is None:
+        return None
+    parts = [int(part) for part in birth_date.split("-")]
     try:
         if len(parts) == 1:
-            return date(int(parts[0]), 12, 31)
+            return date(parts[0], 12, 31)
         if len(parts) == 2:
-            year, month = int(parts[0]), int(parts[1])
-            next_month = date(year + month // 12, month % 12 + 1, 1)
+            first = date(parts[0], parts[1], 1)
+            next_month = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
             return next_month - timedelta(days=1)
-        return date.fromisoformat(birth_date)
+        return date(parts[0], parts[1], parts[2])
     except ValueError:
         return None
 
@@ -282,9 +294,7 @@ def _elapsed_ms(started: float) -> str:
     return f"{(time.perf_counter() - started) * 1000:.0f}"
 
 
-def _describe_sources(sources: Any) -> str:
+def _describe_sources(sources: Mapping[str, str]) -> str:
     """How many prefetch keys each data source served, e.g. `prefetch:11,query:1`."""
-    if not isinstance(sources, Mapping):
-        return "none"
     counts = Counter(str(source) for source in sources.values())
     return ",".join(f"{source}:{count}" for source, count in sorted(counts.items())) or "none"

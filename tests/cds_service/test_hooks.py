@@ -301,23 +301,47 @@ def test_refused_hook_is_audited_with_its_error_code(
     ("birth_date", "on", "expected"),
     [
         ("2008-11-25", date(2026, 11, 25), 18.0),
-        ("2008-11-25", date(2026, 5, 25), 17.5),
+        ("2008-11-25", date(2026, 5, 25), 17.0 + 181 / 365),
         ("2020-02-29", date(2024, 2, 29), 4.0),
         ("2008", date(2026, 12, 31), 18.0),  # a bare year: the youngest possible age
-        ("2008-02", date(2026, 2, 29 - 1), 17.0 + 364 / 365),
+        ("2008-02", date(2026, 2, 27), 17.0 + 364 / 365),  # latest: 29 Feb 2008
+        ("2008-02-29", date(2026, 2, 28), 18.0),  # counted from 28 Feb in common years
+        ("2008-12", date(2026, 12, 31), 18.0),
     ],
 )
 def test_age_in_years_counts_from_the_latest_possible_birth_date(
     birth_date: str, on: date, expected: float
 ) -> None:
     age = age_in_years({"birthDate": birth_date}, on)
-    assert age == pytest.approx(expected, abs=0.01)
+    assert age == pytest.approx(expected, abs=0.001)
 
 
-@pytest.mark.parametrize("patient_resource", [None, {}, {"birthDate": "soon"}, {"birthDate": 2008}])
+@pytest.mark.parametrize(
+    "patient_resource",
+    [
+        None,
+        {},
+        {"birthDate": "soon"},
+        {"birthDate": 2008},
+        {"birthDate": "2008-13"},
+        {"birthDate": "2008-02-30"},
+        {"birthDate": "08-02-03"},
+        {"birthDate": "2008-11-25T10:00:00Z"},
+    ],
+)
 def test_age_is_unknown_without_a_usable_birth_date(patient_resource: dict | None) -> None:
     assert age_in_years(patient_resource, date(2026, 11, 25)) is None
 
 
 def test_age_is_unknown_for_a_birth_date_after_the_hook() -> None:
     assert age_in_years({"birthDate": "2027-01-01"}, date(2026, 11, 25)) is None
+
+
+def test_token_scoped_to_another_patient_is_400_and_nothing_is_fetched(
+    caller: HookCaller, httpserver: HTTPServer, fhir_base: str
+) -> None:
+    authorization = fhir_authorization(patient="someone-else")
+    body = hook_request(PATIENT_ID, fhir_server=fhir_base, fhir_authorization=authorization)
+    issue = assert_outcome(caller.call(body), 400, "PICU-400-INVALID-REQUEST")
+    assert "fhirAuthorization.patient" in issue["diagnostics"]
+    assert httpserver.log == []
