@@ -18,7 +18,14 @@ from cds_service.settings import Settings
 from fhir_mappings.emit import service_request_for
 from fhir_mappings.measurement import Exclusion, ExclusionReason, Measurement
 from fhir_mappings.panel import Panel
-from model.assessment import Assessment, Evidence, MarkerSeries, Pathway, Timeline
+from model.assessment import (
+    Assessment,
+    Endotype,
+    Evidence,
+    MarkerSeries,
+    Pathway,
+    Timeline,
+)
 
 SUMMARY_MAX_CHARS = 139  # "<140-character summary"
 EXTENSION_KEY = "io.picu-endotype.assessment"
@@ -65,6 +72,10 @@ HEADLINES = {
         "**Insufficient data**: no immune-pattern assessment is possible. "
         "This is not a normal result."
     ),
+}
+PATTERNS = {
+    Endotype.INTERMEDIATE: "intermediate (inflammation without an IFN-γ-axis signal)",
+    Endotype.QUIESCENT: "quiescent (no inflammation entry criterion met)",
 }
 CONSIDER = {
     Pathway.BIOMARKER_GUIDED: (
@@ -113,6 +124,10 @@ def summary(assessment: Assessment, panel: Panel) -> str:
     qualifier = _qualifier(assessment)
     if assessment.pathway is Pathway.BIOMARKER_GUIDED:
         text = f"Biomarkers suggest a possible IL-6/IFN-γ-high immune pattern {qualifier}"
+    elif assessment.endotype is Endotype.INTERMEDIATE:
+        text = (
+            f"Inflammatory markers raised; no IL-6/IFN-γ-high immune pattern detected {qualifier}"
+        )
     elif assessment.pathway is Pathway.STANDARD:
         text = f"No IL-6/IFN-γ-high immune pattern detected in recent biomarkers {qualifier}"
     else:
@@ -179,7 +194,8 @@ def _headline_section(assessment: Assessment) -> list[str]:
     if assessment.scorer.synthetic_training_data:
         lines = [SYNTHETIC_STATEMENT, "", *lines]
     if assessment.pathway is Pathway.STANDARD:
-        lines.append(f"Pattern: {assessment.endotype.value}.")
+        pattern = PATTERNS.get(assessment.endotype, assessment.endotype.value)
+        lines.append(f"Pattern: {pattern}.")
     return [*lines, "", *(f"- {_text(line)}" for line in CONSIDER[assessment.pathway])]
 
 

@@ -301,7 +301,15 @@ def test_standard_summary_says_no_pattern_detected(scorer, make_card):
     assessment, card = card_for(scorer, make_card, *panel_values(il6=3, ferritin=120, crp=8))
     assert assessment.pathway is Pathway.STANDARD
     assert card["summary"].startswith("No IL-6/IFN-γ-high immune pattern detected")
-    assert "Pattern: quiescent." in card["detail"]
+    assert "Pattern: quiescent (no inflammation entry criterion met)." in card["detail"]
+
+
+def test_intermediate_summary_says_inflammation_without_the_pattern(scorer, make_card):
+    values = panel_values(il6=20, ferritin=900, crp=10, cxcl9=300)
+    assessment, card = card_for(scorer, make_card, *values)
+    assert assessment.endotype is Endotype.INTERMEDIATE
+    assert card["summary"].startswith("Inflammatory markers raised; no IL-6/IFN-γ-high")
+    assert "Pattern: intermediate (inflammation without an IFN-γ-axis signal)." in card["detail"]
 
 
 def test_reasons_are_shown(scorer, make_card):
