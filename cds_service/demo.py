@@ -387,6 +387,9 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, requests.RequestException) as problem:
         print(f"demo failed: {problem}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; both servers stopped", file=sys.stderr)
+        return 130
 
 
 def _run_demo(args: argparse.Namespace) -> int:
