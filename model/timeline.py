@@ -9,6 +9,7 @@ Pure and free of service concerns: the hook and model training build timelines t
 - Preliminary results inside the window are kept for display and never scored.
 - Results dated after now + tolerance become `IN_FUTURE` exclusions.
 - Results with any other status become `UNSUPPORTED_STATUS` exclusions.
+- Identical results (the same Observation from prefetch and from a query) are kept once.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def _check_arguments(now: datetime, window: timedelta) -> None:
 
 
 def _chronological(measurements: Iterable[Measurement]) -> list[Measurement]:
-    """Sort results oldest first, with a stable tie-break on the Observation id."""
-    return sorted(measurements, key=lambda m: (m.time, m.observation_id or ""))
+    """Identical results once each, oldest first, with a stable tie-break on the Observation id."""
+    unique = dict.fromkeys(measurements)
+    return sorted(unique, key=lambda m: (m.time, m.observation_id or ""))
 
 
 def _series(in_window: dict[str, list[Measurement]]) -> dict[str, MarkerSeries]:

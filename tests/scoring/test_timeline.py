@@ -119,3 +119,15 @@ def test_naive_now_is_refused():
 def test_non_positive_window_is_refused():
     with pytest.raises(ValueError, match="window"):
         build_timeline(Extraction(), now=NOW, window=timedelta(0))
+
+
+def test_identical_result_received_twice_is_kept_once():
+    reading = result("ferritin", 900, observation_id="obs-1")
+    timeline = timeline_of(reading, result("ferritin", 900, observation_id="obs-1"))
+    assert timeline.series["ferritin"].values == (reading,)
+
+
+def test_distinct_results_at_the_same_time_are_both_kept_in_id_order():
+    second = result("crp", 50, observation_id="obs-b")
+    first = result("crp", 45, observation_id="obs-a")
+    assert timeline_of(second, first).series["crp"].values == (first, second)
