@@ -120,7 +120,8 @@ def safe_path(url: str) -> str:
 
 
 def _is_resource_type(segment: str) -> bool:
-    return segment[:1].isupper() and segment.isalpha()
+    """`Patient` or `Observation`, but not a base path segment such as `FHIR` or `R4`."""
+    return segment[:1].isupper() and segment.isalpha() and not segment.isupper()
 
 
 def same_origin(url: str, base_url: str) -> bool:

@@ -340,6 +340,8 @@ def test_absolute_or_rooted_request_paths_are_refused() -> None:
 def test_safe_path_hides_resource_ids() -> None:
     assert safe_path(f"https://ehr.example.org/fhir/Patient/{PATIENT_ID}") == "/fhir/Patient/{id}"
     assert safe_path("https://ehr.example.org/fhir/Observation?patient=1") == "/fhir/Observation"
+    epic_like = "https://ehr.example.org/api/FHIR/R4/Patient/eXyZ.3"
+    assert safe_path(epic_like) == "/api/FHIR/R4/Patient/{id}"
 
 
 def test_token_and_patient_id_never_appear_in_errors_or_logs(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,6 +25,7 @@ from fhir_mappings.prefetch import (
 from tests.fhir_access.conftest import PATIENT_ID, observation, outcome, patient_resource, searchset
 
 ALLOWED_SEARCH_PARAMETERS = {"patient", "code", "_sort", "_count"}
+REQUIREMENTS = Path(__file__).parent / "fixtures" / "cds-hooks_2.0_requirements.csv"
 
 
 def test_templates_read_the_patient_and_search_each_analyte(panel: Panel) -> None:
@@ -114,72 +117,102 @@ def test_template_shape_helpers_tell_reads_from_searches() -> None:
     assert is_search("Observation?patient={{context.patientId}}&code=http://loinc.org|1-8")
 
 
-BUNDLE_WITH_NEXT = searchset(
-    [observation("o1", "26881-3", 12.0, "2026-11-20T08:00:00Z")],
-    next_url="https://ehr.example.org/fhir/Observation?page=2",
+IL6_RESULT = observation("o1", "26881-3", 12.0, "2026-11-20T08:00:00Z")
+BUNDLE_WITH_NEXT = searchset([IL6_RESULT], next_url="https://ehr.example.org/fhir/Observation?p=2")
+R30_RESOURCE = "each value being a FHIR resource"
+R45_EQUIVALENT = "MUST be equivalent to the data the CDS Service would receive"
+R52_CHECK_OUTCOMES = (
+    "CDS Services SHOULD check any prefetched data for the existence of OperationOutcomes"
 )
 
+# (prefetch, expected state, requirement id, the sentence of that requirement the case enforces)
 DECISION_TABLE = [
     pytest.param(
         None,
         PrefetchState.ABSENT,
-        id="no prefetch at all: 'check prefetched data ... and programmatically retrieve any "
-        "additional necessary data'",
+        "34",
+        "accessing FHIR resources via either prefetch or from the CDS Client's FHIR server",
+        id="no-prefetch",
     ),
     pytest.param(
         {"other": None},
         PrefetchState.ABSENT,
-        id="key missing: 'MUST omit the prefetch key if relevant details cannot be provided'",
+        "51",
+        "CDS Clients MUST omit the prefetch key if relevant details cannot be provided",
+        id="key-missing",
     ),
     pytest.param(
         {"il6": None},
         PrefetchState.NULL,
-        id="null: 'If the CDS Client has no data ... the prefetch template key MUST have a value "
-        "of null'",
+        "53",
+        "If the CDS Client has no data to populate a template prefetch key, the prefetch "
+        "template key MUST have a value of null.",
+        id="null",
     ),
     pytest.param(
         {"il6": searchset([])},
         PrefetchState.EMPTY_BUNDLE,
-        id="empty Bundle: 'otherwise it is a Bundle with zero entries'",
+        "45",
+        R45_EQUIVALENT,
+        id="empty-bundle",
     ),
     pytest.param(
         {"il6": outcome()},
         PrefetchState.OPERATION_OUTCOME,
-        id="OperationOutcome: 'OperationOutcome(s) SHOULD be used to communicate those errors'",
+        "50",
+        "OperationOutcome(s) SHOULD be used to communicate those errors",
+        id="operation-outcome",
     ),
     pytest.param(
         {"il6": searchset([outcome("timeout")])},
         PrefetchState.OPERATION_OUTCOME,
-        id="Bundle of error outcomes: 'CDS Services SHOULD check any prefetched data for the "
-        "existence of OperationOutcomes'",
+        "52",
+        R52_CHECK_OUTCOMES,
+        id="bundle-of-error-outcomes",
     ),
     pytest.param(
         {"il6": searchset([outcome("informational", "information")])},
         PrefetchState.EMPTY_BUNDLE,
-        id="Bundle of informational outcomes only: searched, none found",
+        "52",
+        R52_CHECK_OUTCOMES,
+        id="bundle-of-informational-outcomes",
     ),
     pytest.param(
         {"il6": BUNDLE_WITH_NEXT},
         PrefetchState.PAGED,
-        id="paged: 'The CDS Client MAY paginate prefetch results'",
+        "48",
+        "CDS Client MAY paginate prefetch results",
+        id="paged",
     ),
     pytest.param(
-        {"il6": searchset([observation("o1", "26881-3", 12.0, "2026-11-20T08:00:00Z")])},
+        {"il6": searchset([IL6_RESULT])},
         PrefetchState.BUNDLE,
-        id="Bundle: 'MUST be equivalent to the data the CDS Service would receive' on its own call",
+        "30",
+        "in the case of searches, this resource may be a searchset Bundle",
+        id="bundle",
     ),
     pytest.param(
         {"il6": patient_resource()},
         PrefetchState.RESOURCE,
-        id="resource: templates are FHIR read requests, answered by the resource itself",
+        "30",
+        R30_RESOURCE,
+        id="resource",
     ),
 ]
 
 
-@pytest.mark.parametrize(("prefetch", "expected"), DECISION_TABLE)
+def requirement_text(requirement_id: str) -> str:
+    """The text of one CDS Hooks 2.0 requirement row, whitespace collapsed."""
+    with REQUIREMENTS.open(newline="", encoding="utf-8") as table:
+        rows = {row["ID"]: row["Requirement"] for row in csv.DictReader(table)}
+    return " ".join(rows[requirement_id].split())
+
+
+@pytest.mark.parametrize(("prefetch", "expected", "requirement", "sentence"), DECISION_TABLE)
 def test_classify_follows_the_decision_table(
-    prefetch: dict[str, Any] | None, expected: PrefetchState
+    prefetch: dict[str, Any] | None, expected: PrefetchState, requirement: str, sentence: str
 ) -> None:
+    assert sentence in requirement_text(requirement), "the case quotes its requirement exactly"
     assert classify(prefetch, "il6") is expected
 
 
