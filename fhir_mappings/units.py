@@ -17,9 +17,10 @@ _NUMERIC_SCALE_UNITS = frozenset(
 _MOLAR_MASS_UNIT = "g/mol"
 
 # Unit text that real feeds send in valueQuantity.unit without a UCUM system, mapped to UCUM.
-# Keys are compared after trimming, removing spaces, writing the micro sign as "u" and lowercasing,
-# so only spellings whose lowercase form is unambiguous belong here; _AMBIGUOUS_UNIT_TEXT lists
-# spellings refused before lowercasing ("G/L" is giga per litre in some laboratories, "g/L" grams).
+# Keys are compared after removing spaces, writing the micro signs as "u", "×" as "x" and
+# superscript exponents as "^3" / "^9", and lowercasing, so only spellings whose lowercase form is
+# unambiguous belong here; _AMBIGUOUS_UNIT_TEXT lists spellings refused before lowercasing
+# ("G/L" is giga per litre in some laboratories, "g/L" grams).
 UNIT_TEXT_ALIASES: dict[str, str] = {
     # mass per volume
     "pg/ml": "pg/mL",
@@ -71,6 +72,9 @@ UNIT_TEXT_ALIASES: dict[str, str] = {
     "u/ml": "[arb'U]/mL",  # assay-specific units (e.g. sCD25 on Immulite), not enzyme units
     "%": "%",
 }
+_TEXT_FOLDING = str.maketrans(
+    {"\u00b5": "u", "\u03bc": "u", "\u00d7": "x", "\u00b3": "^3", "\u2079": "^9"}
+)
 _AMBIGUOUS_UNIT_TEXT = frozenset({"G/L", "G/l", "Giga/L"})
 
 
@@ -181,7 +185,7 @@ def normalise_unit_text(text: str | None) -> str | None:
     """The UCUM unit for a non-UCUM unit string from UNIT_TEXT_ALIASES, or None when unknown."""
     if not isinstance(text, str):
         return None
-    compact = "".join(text.split()).replace("\u00b5", "u").replace("\u03bc", "u")
+    compact = "".join(text.split()).translate(_TEXT_FOLDING)
     if compact in _AMBIGUOUS_UNIT_TEXT:
         return None
     return UNIT_TEXT_ALIASES.get(compact.lower())

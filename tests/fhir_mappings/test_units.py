@@ -108,6 +108,9 @@ def test_conversion_error_is_a_value_error() -> None:
         ("MG/DL", "mg/dL"),
         (" mmol/L ", "mmol/L"),
         ("IU/mL", "[IU]/mL"),
+        ("×10³/µL", "10*3/uL"),
+        ("10⁹/L", "10*9/L"),
+        ("x10⁹/L", "10*9/L"),
     ],
 )
 def test_common_non_ucum_unit_text_maps_to_ucum(text: str, ucum: str) -> None:
