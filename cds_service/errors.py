@@ -3,7 +3,7 @@
 Every error carries an HTTP status and a stable code (asserted by tests, quoted in logs):
 
 * CdsError
-  ├── InvalidRequest (400)
+  ├── InvalidRequest (400)                PICU-400-BAD-REQUEST
   │   ├── MalformedJson (400)             PICU-400-MALFORMED-JSON
   │   ├── InvalidHookRequest (400)        PICU-400-INVALID-REQUEST
   │   ├── WrongHook (400)                 PICU-400-WRONG-HOOK
@@ -50,7 +50,7 @@ class CdsError(Exception):
 
 
 class InvalidRequest(CdsError):
-    status, code, issue_type = 400, "PICU-400-INVALID-REQUEST", "invalid"
+    status, code, issue_type = 400, "PICU-400-BAD-REQUEST", "invalid"
 
 
 class MalformedJson(InvalidRequest):
@@ -137,37 +137,36 @@ def render(error: CdsError) -> Response:
     return response
 
 
-_HTTP_ERRORS: dict[int, type[CdsError]] = {
-    400: MalformedJson,
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: PayloadTooLarge,
-    415: UnsupportedMediaType,
+_HTTP_ERRORS: dict[int, tuple[type[CdsError], str]] = {
+    400: (InvalidRequest, "The request could not be read."),
+    404: (NotFound, "No such resource on this server."),
+    405: (MethodNotAllowed, "This method is not allowed here."),
+    413: (PayloadTooLarge, "The request body is larger than this service accepts."),
+    415: (UnsupportedMediaType, "The request body must be JSON."),
 }
+
+
+def from_http_exception(exc: HTTPException) -> CdsError:
+    """Our error for one of werkzeug's; fixed wording, as werkzeug's text may quote the request."""
+    status = exc.code or 500
+    if status in _HTTP_ERRORS:
+        error_class, diagnostics = _HTTP_ERRORS[status]
+        return error_class(diagnostics)
+    error = InternalError("The request failed.")
+    if 400 <= status < 600:
+        error.status, error.code = status, f"PICU-{status}-HTTP"
+    return error
 
 
 def _render_http_exception(exc: HTTPException) -> Response:
     """Turn werkzeug's own errors (404, 405, 413, …) into OperationOutcomes."""
-    if exc.code == 401:  # auth owns 401; keep its empty body and challenge
-        return exc.get_response()
-    error_class = _HTTP_ERRORS.get(exc.code or 500, InternalError)
-    response = render(error_class(_http_diagnostics(exc)))
-    if exc.code and exc.code != 500:
-        response.status_code = exc.code
-    if exc.code == 405 and getattr(exc, "valid_methods", None):
-        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    if exc.code == 401:  # same answer as cds_service.auth: empty body and a Bearer challenge
+        return Response("", status=401, headers={"WWW-Authenticate": "Bearer"})
+    response = render(from_http_exception(exc))
+    valid_methods = getattr(exc, "valid_methods", None)
+    if exc.code == 405 and valid_methods:
+        response.headers["Allow"] = ", ".join(valid_methods)
     return response
-
-
-def _http_diagnostics(exc: HTTPException) -> str:
-    """Fixed wording per status; werkzeug's descriptions may quote the request."""
-    return {
-        400: "The request could not be read.",
-        404: "No such resource on this server.",
-        405: f"Method {request.method} is not allowed here.",
-        413: "The request body is larger than this service accepts.",
-        415: "The request body must be JSON.",
-    }.get(exc.code or 500, "The request failed.")
 
 
 def _render_unexpected(exc: Exception) -> Response:

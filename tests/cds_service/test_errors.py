@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from typing import Any
 
 import pytest
+import werkzeug.exceptions
 from flask import Flask
 
+from cds_service.errors import CdsError, from_http_exception
 from cds_service.hooks import HookEngine
 from tests.cds_service.outcomes import assert_outcome
 from tests.support.hook_caller import HookCaller, hook_request
@@ -192,3 +195,45 @@ def test_unexpected_exception_is_500_logging_only_its_type(
     assert "outcome=PICU-500-INTERNAL" in caplog.text
     assert "123456" not in caplog.text
     assert all(record.exc_info is None for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("exception", "status", "code"),
+    [
+        (werkzeug.exceptions.BadRequest, 400, "PICU-400-BAD-REQUEST"),
+        (werkzeug.exceptions.NotFound, 404, "PICU-404-NOT-FOUND"),
+        (werkzeug.exceptions.RequestEntityTooLarge, 413, "PICU-413-BODY-TOO-LARGE"),
+        (werkzeug.exceptions.UnsupportedMediaType, 415, "PICU-415-NOT-JSON"),
+        (werkzeug.exceptions.Conflict, 409, "PICU-409-HTTP"),
+        (werkzeug.exceptions.ServiceUnavailable, 503, "PICU-503-HTTP"),
+    ],
+)
+def test_werkzeug_errors_map_to_coded_errors(
+    exception: type[werkzeug.exceptions.HTTPException], status: int, code: str
+) -> None:
+    error = from_http_exception(exception(description="quoting the request: secret"))
+    assert (error.status, error.code) == (status, code)
+    assert "secret" not in error.diagnostics
+
+
+def test_werkzeug_unauthorized_is_an_empty_401_with_bearer_challenge(app: Flask) -> None:
+    @app.get("/needs-login")
+    def needs_login() -> None:
+        raise werkzeug.exceptions.Unauthorized()
+
+    response = app.test_client().get("/needs-login")
+    assert response.status_code == 401
+    assert response.get_data() == b""
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+
+
+def test_every_error_class_has_its_own_code_naming_its_status() -> None:
+    classes = _subclasses(CdsError)
+    codes = [cls.code for cls in classes]
+    assert len(codes) == len(set(codes))
+    for cls in classes:
+        assert re.fullmatch(rf"PICU-{cls.status}-[A-Z-]+", cls.code), cls
