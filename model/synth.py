@@ -384,6 +384,7 @@ class Cohort:
     observations: tuple[dict[str, Any], ...]
     outcomes: tuple[OutcomeRow, ...]
     latent: tuple[LatentState, ...]
+    labelled: bool = True  # False: reference_endotype withheld, as at a site without labels
 
     @classmethod
     def from_records(cls, n: int, seed: int, records: Iterable[PatientRecord]) -> Cohort:
@@ -402,7 +403,7 @@ class Cohort:
     def without_labels(self) -> Cohort:
         """The same cohort with reference_endotype left empty, as at a site without labels."""
         outcomes = tuple(_replace_outcome(row) for row in self.outcomes)
-        return dataclasses.replace(self, outcomes=outcomes)
+        return dataclasses.replace(self, outcomes=outcomes, labelled=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -975,13 +976,60 @@ def _ndjson_line(resource: Mapping[str, Any]) -> str:
     return json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _write_ndjson(path: Path, resources_: Iterable[Mapping[str, Any]]) -> int:
+RESOURCE_FILES: tuple[str, ...] = ("Patient", "Encounter", "Observation")
+
+
+@dataclass(frozen=True, slots=True)
+class CohortSummary:
+    """What was written: counts per file, the seed and whether labels were kept."""
+
+    seed: int
+    patients: int
+    encounters: int
+    observations: int
+    labelled: bool
+
+
+def _write_lines(handle: io.TextIOBase, resources_: Iterable[Mapping[str, Any]]) -> int:
     count = 0
-    with path.open("w", encoding="utf-8", newline="\n") as handle:
-        for resource in resources_:
-            handle.write(_ndjson_line(resource))
-            count += 1
+    for resource in resources_:
+        handle.write(_ndjson_line(resource))
+        count += 1
     return count
+
+
+def _open_text(path: Path) -> io.TextIOWrapper:
+    return path.open("w", encoding="utf-8", newline="\n")
+
+
+def write_records(
+    records: Iterable[PatientRecord], out_dir: Path, *, seed: int, labelled: bool = True
+) -> CohortSummary:
+    """Stream patient records into a cohort directory; same bytes as `write_cohort`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = dict.fromkeys(RESOURCE_FILES, 0)
+    outcomes: list[OutcomeRow] = []
+    handles = {name: _open_text(out_dir / f"{name}.ndjson") for name in RESOURCE_FILES}
+    try:
+        for record in records:
+            counts["Patient"] += _write_lines(handles["Patient"], [record.patient])
+            counts["Encounter"] += _write_lines(handles["Encounter"], [record.encounter])
+            counts["Observation"] += _write_lines(handles["Observation"], record.observations)
+            outcomes.append(record.outcome if labelled else _replace_outcome(record.outcome))
+    finally:
+        for handle in handles.values():
+            handle.close()
+    summary = CohortSummary(seed, *counts.values(), labelled=labelled)
+    _write_tables(out_dir, outcomes, summary)
+    return summary
+
+
+def _write_tables(out_dir: Path, outcomes: Iterable[OutcomeRow], summary: CohortSummary) -> None:
+    (out_dir / "outcomes.csv").write_text(
+        outcomes_csv_text(outcomes), encoding="utf-8", newline="\n"
+    )
+    (out_dir / "data_card.md").write_text(data_card_text(summary), encoding="utf-8", newline="\n")
 
 
 def outcomes_csv_text(rows: Iterable[OutcomeRow]) -> str:
@@ -1008,17 +1056,17 @@ def packaged_data_card() -> str:
     return resources.files(__package__).joinpath(DATA_CARD_RESOURCE).read_text(encoding="utf-8")
 
 
-def data_card_text(cohort: Cohort) -> str:
+def data_card_text(summary: CohortSummary) -> str:
     """The data card written into a cohort directory: the packaged card plus this run's facts."""
-    labelled = any(row.reference_endotype for row in cohort.outcomes)
+    labels = "present" if summary.labelled else "withheld (empty column)"
     run = [
         "",
         "## This cohort",
         "",
         f"- Generator: `model.synth` {GENERATOR_VERSION}",
-        f"- Patients: {len(cohort.patients)}; seed: {cohort.seed}",
-        f"- Encounters: {len(cohort.encounters)}; Observations: {len(cohort.observations)}",
-        f"- Reference endotype labels: {'present' if labelled else 'withheld (empty column)'}",
+        f"- Patients: {summary.patients}; seed: {summary.seed}",
+        f"- Encounters: {summary.encounters}; Observations: {summary.observations}",
+        f"- Reference endotype labels: {labels}",
         "- SYNTHETIC — not patient data, not for clinical use.",
         "",
     ]
@@ -1029,13 +1077,19 @@ def write_cohort(cohort: Cohort, out_dir: Path) -> None:
     """Write NDJSON files, outcomes.csv and data_card.md into `out_dir` (created if needed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_ndjson(out_dir / "Patient.ndjson", cohort.patients)
-    _write_ndjson(out_dir / "Encounter.ndjson", cohort.encounters)
-    _write_ndjson(out_dir / "Observation.ndjson", cohort.observations)
-    (out_dir / "outcomes.csv").write_text(
-        outcomes_csv_text(cohort.outcomes), encoding="utf-8", newline="\n"
+    for name, items in zip(
+        RESOURCE_FILES, (cohort.patients, cohort.encounters, cohort.observations), strict=True
+    ):
+        with _open_text(out_dir / f"{name}.ndjson") as handle:
+            _write_lines(handle, items)
+    summary = CohortSummary(
+        cohort.seed,
+        len(cohort.patients),
+        len(cohort.encounters),
+        len(cohort.observations),
+        cohort.labelled,
     )
-    (out_dir / "data_card.md").write_text(data_card_text(cohort), encoding="utf-8", newline="\n")
+    _write_tables(out_dir, cohort.outcomes, summary)
 
 
 # ---------------------------------------------------------------------------------------------

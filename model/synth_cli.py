@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
 from tqdm import tqdm
 
-from model.synth import Cohort, iter_patient_records, write_cohort
+from model.synth import PatientRecord, iter_patient_records, write_records
 
 PROGRESS_MIN_PATIENTS = 1000  # smaller cohorts are generated too fast to need a bar
 
@@ -45,18 +46,15 @@ def _show_progress(n: int, stream: TextIO) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Generate the cohort, write it to `args.out` and print where it went with counts."""
-    records = iter_patient_records(args.n, args.seed)
+    """Generate the cohort, stream it to `args.out` and print where it went with counts."""
+    records: Iterable[PatientRecord] = iter_patient_records(args.n, args.seed)
     if _show_progress(args.n, sys.stderr):
         records = tqdm(records, total=args.n, desc="synth", unit="patient", file=sys.stderr)
-    cohort = Cohort.from_records(args.n, args.seed, records)
-    if args.unlabelled:
-        cohort = cohort.without_labels()
-    write_cohort(cohort, args.out)
+    summary = write_records(records, args.out, seed=args.seed, labelled=not args.unlabelled)
     print(f"synthetic cohort (SYNTHETIC, not patient data) written to {args.out}")
-    print(f"  Patient.ndjson      {len(cohort.patients)}")
-    print(f"  Encounter.ndjson    {len(cohort.encounters)}")
-    print(f"  Observation.ndjson  {len(cohort.observations)}")
-    print(f"  outcomes.csv        {len(cohort.outcomes)} rows")
+    print(f"  Patient.ndjson      {summary.patients}")
+    print(f"  Encounter.ndjson    {summary.encounters}")
+    print(f"  Observation.ndjson  {summary.observations}")
+    print(f"  outcomes.csv        {summary.patients} rows")
     print("  data_card.md")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from model import synth_cli
+from model.synth import generate_cohort, write_cohort
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -63,3 +64,15 @@ def test_progress_bar_only_for_long_runs_on_a_terminal() -> None:
     assert synth_cli._show_progress(5000, _Terminal())
     assert not synth_cli._show_progress(5000, io.StringIO())
     assert not synth_cli._show_progress(10, _Terminal())
+
+
+@pytest.mark.parametrize("unlabelled", [False, True])
+def test_streamed_cohort_matches_the_in_memory_writer(tmp_path: Path, unlabelled: bool) -> None:
+    flags = ["--unlabelled"] if unlabelled else []
+    synth_cli.run(_parse("--n", "20", "--seed", "8", "--out", str(tmp_path / "cli"), *flags))
+    cohort = generate_cohort(20, seed=8, labelled=not unlabelled)
+    write_cohort(cohort, tmp_path / "memory")
+    for name in ("Patient.ndjson", "Encounter.ndjson", "Observation.ndjson", "outcomes.csv"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "memory" / name).read_bytes()
+    cli_card = (tmp_path / "cli" / "data_card.md").read_text(encoding="utf-8")
+    assert cli_card == (tmp_path / "memory" / "data_card.md").read_text(encoding="utf-8")
