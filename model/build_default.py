@@ -19,7 +19,7 @@ from model.scorer import DEFAULT_MODEL_PATH
 from model.synth import generate_cohort, write_cohort
 from model.train import train_model
 
-COHORT_SIZE = 1200
+COHORT_SIZE = 1000
 COHORT_SEED = 20240611
 RANDOM_STATE = 0
 MODEL_ID = "picu-endotype-synthetic-default"

@@ -1,0 +1,102 @@
+"""Model cards: 31 HTI-1 attributes, TRIPOD+AI items, synthetic warning, and GET /model-card."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds_service.app import create_app
+from cds_service.settings import Settings
+from model.model_card import NOT_YET_MEASURED, model_card, render_html, rules_card
+from model.rules import load_rule_scorer
+from model.scorer import load_model_scorer
+
+
+@pytest.fixture(scope="module")
+def default_metadata():
+    return load_model_scorer().model.metadata
+
+
+def test_model_card_lists_all_31_hti1_attributes_with_values(default_metadata):
+    attributes = model_card(default_metadata)["hti1_source_attributes"]
+    assert [row["number"] for row in attributes] == list(range(1, 32))
+    assert all(row["value"].strip() for row in attributes)
+    assert len({row["category"] for row in attributes}) == 9
+
+
+def test_model_card_says_external_validation_is_not_yet_measured(default_metadata):
+    attributes = model_card(default_metadata)["hti1_source_attributes"]
+    external = [row for row in attributes if row["category"] == "External validation process"]
+    assert [row["value"] for row in external[:3]] == [NOT_YET_MEASURED] * 3
+
+
+def test_default_model_card_warns_of_synthetic_training_data(default_metadata):
+    card = model_card(default_metadata)
+    assert "SYNTHETIC" in card["warning"] and "NOT for clinical use" in card["warning"]
+    assert card["details"]["content_hash"] == default_metadata["content_hash"]
+
+
+def test_site_model_card_has_no_synthetic_warning(default_metadata):
+    card = model_card({**default_metadata, "synthetic_training_data": False})
+    assert card["warning"] is None
+    assert "SYNTHETIC" not in render_html(card)
+
+
+def test_model_card_reports_internal_validation_numbers(default_metadata):
+    attributes = model_card(default_metadata)["hti1_source_attributes"]
+    validity = attributes[20]["value"]
+    internal = default_metadata["internal_validation"]
+    assert str(internal["auroc_high_risk_class"]) in validity
+    assert f"n={internal['n']}" in validity
+
+
+def test_tripod_items_include_eligibility_and_missing_data(default_metadata):
+    topics = {row["topic"] for row in model_card(default_metadata)["tripod_ai"]}
+    assert {"Eligibility", "Handling of missing data", "Threshold", "Sample size"} <= topics
+
+
+def test_rules_card_lists_each_rule_with_its_citation():
+    scorer = load_rule_scorer()
+    card = rules_card(scorer)
+    assert card["details"]["content_hash"] == scorer.info.content_hash
+    ids = {rule["id"] for rule in card["rules"]}
+    assert {rule.id for rule in scorer.rule_set.rules} <= ids
+    assert all(rule["citation"] for rule in card["rules"] if rule["id"] in ids)
+
+
+def test_html_escapes_metadata_text(default_metadata):
+    html = render_html(model_card({**default_metadata, "description": "<script>x</script>"}))
+    page = render_html(model_card({**default_metadata, "model_id": "<b>m</b>"}))
+    assert "<script>x</script>" not in html
+    assert "&lt;b&gt;m&lt;/b&gt;" in page
+
+
+@pytest.fixture
+def model_client(tmp_path):
+    return create_app(Settings(scorer="model", state_dir=tmp_path)).test_client()
+
+
+def test_endpoint_serves_json_for_format_parameter(model_client, default_metadata):
+    response = model_client.get("/model-card?format=json")
+    assert response.status_code == 200
+    assert response.is_json
+    body = response.get_json()
+    assert body["details"]["model_id"] == default_metadata["model_id"]
+    assert len(body["hti1_source_attributes"]) == 31
+
+
+def test_endpoint_serves_json_when_accept_prefers_it(model_client):
+    response = model_client.get("/model-card", headers={"Accept": "application/json"})
+    assert response.is_json
+
+
+def test_endpoint_serves_html_to_a_browser(model_client):
+    response = model_client.get("/model-card", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert response.mimetype == "text/html"
+    assert "NOT for clinical use" in response.get_data(as_text=True)
+
+
+def test_endpoint_describes_the_rule_set_when_rules_decide(tmp_path):
+    client = create_app(Settings(scorer="rules", state_dir=tmp_path)).test_client()
+    body = client.get("/model-card?format=json").get_json()
+    assert body["kind"] == "rules"
+    assert body["details"]["id"] == load_rule_scorer().info.id

@@ -1,0 +1,136 @@
+"""ModelScorer: the model behind the Scorer interface, never reassuring on missing data."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from model.assessment import Endotype, Pathway, Scorer
+from model.pipeline import EndotypeModel, sha256_of
+from model.rules import load_rule_scorer
+from model.scorer import DEFAULT_MODEL_PATH, SYNTHETIC_NOTICE, ModelScorer, load_model_scorer
+
+HIGH = {
+    "il6": 900.0,
+    "ifng": 60.0,
+    "cxcl9": 20000.0,
+    "ferritin": 5000.0,
+    "crp": 150.0,
+    "il10": 300.0,
+    "sil2r": 10000.0,
+    "lymphocytes": 0.4,
+    "platelets": 60.0,
+    "lactate": 4.0,
+}
+LOW = {
+    "il6": 4.0,
+    "ifng": 2.0,
+    "cxcl9": 150.0,
+    "ferritin": 80.0,
+    "crp": 5.0,
+    "il10": 3.0,
+    "sil2r": 500.0,
+    "lymphocytes": 2.5,
+    "platelets": 280.0,
+    "lactate": 1.0,
+}
+
+
+@pytest.fixture(scope="module")
+def scorer() -> ModelScorer:
+    return load_model_scorer()
+
+
+def test_default_scorer_is_a_scorer_labelled_synthetic(scorer):
+    assert isinstance(scorer, Scorer)
+    assert scorer.info.kind == "model"
+    assert scorer.info.synthetic_training_data is True
+    assert scorer.info.content_hash == sha256_of(DEFAULT_MODEL_PATH)
+    assert "SYNTHETIC" in scorer.info.description
+
+
+@pytest.mark.parametrize("absent", ["il6", "ferritin", "crp"])
+def test_missing_required_marker_gives_insufficient_data_without_probability(
+    scorer, make_timeline, absent
+):
+    values = {k: v for k, v in HIGH.items() if k != absent}
+    assessment = scorer.assess(make_timeline(values))
+    assert assessment.pathway is Pathway.INSUFFICIENT_DATA
+    assert assessment.endotype is Endotype.UNDETERMINED
+    assert assessment.probability is None
+    assert absent in assessment.missing
+    assert absent in assessment.reasons[0]
+
+
+def test_required_marker_only_stale_gives_insufficient_data(scorer, make_timeline):
+    values = {k: v for k, v in LOW.items() if k != "crp"}
+    assessment = scorer.assess(make_timeline(values, stale={"crp": 5.0}))
+    assert assessment.pathway is Pathway.INSUFFICIENT_DATA
+    assert "crp" in assessment.missing
+
+
+def test_hyperinflammatory_profile_maps_to_biomarker_guided_pathway(scorer, make_timeline):
+    assessment = scorer.assess(make_timeline(HIGH))
+    assert assessment.pathway is Pathway.BIOMARKER_GUIDED
+    assert assessment.endotype is Endotype.HYPERINFLAMMATORY
+    assert assessment.probability >= scorer.model.threshold
+
+
+def test_quiet_profile_maps_to_standard_pathway(scorer, make_timeline):
+    assessment = scorer.assess(make_timeline(LOW))
+    assert assessment.pathway is Pathway.STANDARD
+    assert assessment.endotype is not Endotype.HYPERINFLAMMATORY
+    assert assessment.probability < scorer.model.threshold
+
+
+def test_class_probabilities_cover_every_class_and_sum_to_one(scorer, make_timeline):
+    assessment = scorer.assess(make_timeline(LOW))
+    assert set(assessment.class_probabilities) == set(scorer.model.metadata["class_names"])
+    assert sum(assessment.class_probabilities.values()) == pytest.approx(1.0)
+    high = assessment.class_probabilities[scorer.model.high_risk_class]
+    assert assessment.probability == high
+
+
+def test_evidence_carries_the_rule_scorers_published_thresholds(scorer, make_timeline):
+    timeline = make_timeline(HIGH)
+    rule_evidence = load_rule_scorer().assess(timeline).evidence
+    evidence = scorer.assess(timeline).evidence
+    assert evidence[: len(rule_evidence)] == rule_evidence
+    model_line = evidence[-1]
+    assert model_line.id == "model-high-risk-probability"
+    assert model_line.met is True
+    assert model_line.note == SYNTHETIC_NOTICE
+
+
+def test_contributions_are_observed_markers_ranked_by_magnitude(scorer, make_timeline):
+    values = {k: v for k, v in HIGH.items() if k not in {"cxcl9", "ifng"}}
+    assessment = scorer.assess(make_timeline(values))
+    names = [name for name, _ in assessment.contributions]
+    weights = [abs(weight) for _, weight in assessment.contributions]
+    assert 0 < len(names) <= 5
+    assert not {"cxcl9", "ifng"} & set(names)
+    assert set(names) <= set(values)
+    assert weights == sorted(weights, reverse=True)
+
+
+def test_used_holds_only_observed_model_markers(scorer, make_timeline):
+    assessment = scorer.assess(make_timeline({"il6": 10.0, "ferritin": 100.0, "crp": 10.0}))
+    assert set(assessment.used) == {"il6", "ferritin", "crp"}
+    assert assessment.required == ("il6", "ferritin", "crp")
+
+
+def test_site_model_on_real_data_carries_no_synthetic_notice(scorer, make_timeline):
+    metadata = {**scorer.model.metadata, "synthetic_training_data": False}
+    site = ModelScorer(EndotypeModel(scorer.model.estimator, metadata), load_rule_scorer())
+    assessment = site.assess(make_timeline(HIGH))
+    assert site.info.synthetic_training_data is False
+    assert SYNTHETIC_NOTICE not in assessment.reasons
+    assert SYNTHETIC_NOTICE not in assessment.limitations
+
+
+def test_default_scorer_limitations_state_synthetic_training(scorer, make_timeline):
+    assessment = scorer.assess(make_timeline(LOW))
+    assert assessment.limitations[0] == SYNTHETIC_NOTICE
+    assert any("Not the published study's model" in line for line in assessment.limitations)
+    assert dataclasses.asdict(assessment.scorer)["kind"] == "model"
