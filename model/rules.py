@@ -76,7 +76,7 @@ class Rule(_Frozen):
     description: str
     citation: str
     citation_url: str = Field(pattern=r"^https://")
-    note: str = ""
+    note: str = Field(min_length=1)  # e.g. "adult threshold", "reported only"
     criteria: tuple[Criterion, ...] = Field(min_length=1)
 
     @property
@@ -308,10 +308,7 @@ class RuleScorer:
         """With a positive finding, say plainly which markers are still missing."""
         if decision.pathway is not Pathway.BIOMARKER_GUIDED or not missing:
             return ()
-        return (f"Still missing: {self._names(missing)}.",)
-
-    def _names(self, analytes: Iterable[str]) -> str:
-        return _names(self.rule_set, analytes)
+        return (f"Still missing: {_names(self.rule_set, missing)}.",)
 
 
 def _names(rule_set: RuleSet, analytes: Iterable[str]) -> str:
