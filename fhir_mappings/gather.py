@@ -213,7 +213,7 @@ def _raise_for_failures(
 def _reason(error: FhirError | None) -> str:
     """A short, patient-free reason for the 412 OperationOutcome."""
     if error is None:
-        return "the FHIR server did not answer before the deadline"
+        return "the FHIR server did not answer in time (overall deadline)"
     for error_type, reason in _REASONS:
         if isinstance(error, error_type):
             return f"{reason} (HTTP {error.status})" if error.status else reason

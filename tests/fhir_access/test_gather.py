@@ -217,6 +217,23 @@ def test_slow_server_makes_data_unavailable_without_waiting_for_answers(
     assert len(set(arrivals)) == len(arrivals), "no key was requested twice"
 
 
+def test_overall_deadline_ends_gather_even_with_long_call_timeouts(
+    fhir_server: HTTPServer, small_templates: dict[str, str], release: threading.Event
+) -> None:
+    arrivals: list[str] = []
+    for uri in (f"/fhir/Patient/{PATIENT_ID}", "/fhir/Observation"):
+        fhir_server.expect_request(uri).respond_with_handler(holding_handler(release, arrivals))
+    settings = FhirSettings(timeout_seconds=30, deadline_seconds=0.5)
+    access = FhirAccess(fhir_server.url_for("/fhir"), TOKEN)
+
+    with pytest.raises(DataUnavailable) as raised:
+        gather_patient_data(None, CONTEXT, small_templates, access, settings)
+
+    assert "did not answer in time" in raised.value.reason
+    assert set(raised.value.keys) == set(small_templates)
+    assert fhir_server.log == []
+
+
 def test_paging_is_followed_up_to_max_pages_and_not_beyond(
     fake_fhir: FakeFhir, access: FhirAccess, templates: dict[str, str]
 ) -> None:
@@ -349,6 +366,19 @@ def test_missing_key_without_fhir_access_makes_data_unavailable(
 
     assert raised.value.keys == ("ferritin",)
     assert "no FHIR server access" in raised.value.reason
+
+
+def test_operation_outcome_without_fhir_access_makes_data_unavailable(
+    small_templates: dict[str, str], fhir_settings: FhirSettings
+) -> None:
+    """The client's fetch failed and we cannot fetch ourselves: required data is unobtainable."""
+    prefetch: dict[str, Any] = {key: None for key in small_templates}
+    prefetch["il6"] = outcome("transient")
+
+    with pytest.raises(DataUnavailable) as raised:
+        gather_patient_data(prefetch, CONTEXT, small_templates, None, fhir_settings)
+
+    assert raised.value.keys == ("il6",)
 
 
 def test_prefetch_and_query_give_the_same_observations(
