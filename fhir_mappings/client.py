@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -215,11 +215,11 @@ class FhirClient:
         first = self._bundle(url)
         return [*entry_resources(first), *self._pages_after(first, url)]
 
-    def follow(self, bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    def follow(self, bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The entry resources of the pages after `bundle`, which counts as the first page."""
         return self._pages_after(bundle, self.base_url + "/")
 
-    def _pages_after(self, page: dict[str, Any], page_url: str) -> list[dict[str, Any]]:
+    def _pages_after(self, page: Mapping[str, Any], page_url: str) -> list[dict[str, Any]]:
         resources: list[dict[str, Any]] = []
         pages_read, link = 1, next_link(page)
         while link is not None:
@@ -289,22 +289,22 @@ class FhirClient:
         return body
 
 
-def next_link(bundle: dict[str, Any]) -> str | None:
+def next_link(bundle: Mapping[str, Any]) -> str | None:
     """The Bundle's `link[relation=next].url`, or None."""
     links = bundle.get("link")
     if not isinstance(links, list):
         return None
     for link in links:
-        if isinstance(link, dict) and link.get("relation") == "next":
+        if isinstance(link, Mapping) and link.get("relation") == "next":
             url = link.get("url")
             return url if isinstance(url, str) and url else None
     return None
 
 
-def entry_resources(bundle: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def entry_resources(bundle: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """The resources of a Bundle's entries, skipping entries without one."""
     entries = bundle.get("entry")
     for entry in entries if isinstance(entries, list) else ():
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(resource, dict):
-            yield resource
+        resource = entry.get("resource") if isinstance(entry, Mapping) else None
+        if isinstance(resource, Mapping):
+            yield dict(resource)

@@ -98,12 +98,13 @@ def gather_patient_data(
 ) -> PatientData:
     """The patient and panel Observations from prefetch, querying what prefetch lacks."""
     states = {key: classify(prefetch, key) for key in templates}
+    values = {key: (prefetch or {}).get(key) for key in templates}
     prefetched = {
-        key: _prefetched_resources(key, prefetch, templates[key], state, context)
+        key: _prefetched_resources(key, values[key], templates[key], state, context)
         for key, state in states.items()
     }
     jobs = {
-        key: _job(templates[key], state, (prefetch or {}).get(key), context)
+        key: _job(templates[key], state, values[key], context)
         for key, state in states.items()
         if state.needs_query or state is PrefetchState.PAGED
     }
@@ -113,18 +114,13 @@ def gather_patient_data(
 
 
 def _prefetched_resources(
-    key: str,
-    prefetch: Mapping[str, Any] | None,
-    template: str,
-    state: PrefetchState,
-    context: Mapping[str, Any],
+    key: str, value: Any, template: str, state: PrefetchState, context: Mapping[str, Any]
 ) -> list[Resource]:
     """The usable resources a prefetch value holds, after checking it fits its template."""
     if state is PrefetchState.OPERATION_OUTCOME:
-        log_operation_outcome(key, prefetch[key])  # type: ignore[index]
+        log_operation_outcome(key, value)
     if not state.has_data:
         return []
-    value = prefetch[key]  # type: ignore[index]
     if state is PrefetchState.RESOURCE:
         if is_search(template):
             raise MalformedPrefetch(key, "a search template needs a Bundle")

@@ -160,7 +160,7 @@ def _is_failed_search(value: Mapping[str, Any]) -> bool:
 
 
 def _is_paged(value: Mapping[str, Any]) -> bool:
-    return value["resourceType"] == "Bundle" and next_link(dict(value)) is not None
+    return value["resourceType"] == "Bundle" and next_link(value) is not None
 
 
 def _is_empty_bundle(value: Mapping[str, Any]) -> bool:
