@@ -694,9 +694,14 @@ def _group_log_median(analyte: str, group: int, ifng_high: bool) -> float:
 _DAY3_HOURS, _DAY7_HOURS = 72.0, 168.0
 
 
-def _log_level(analyte: str, course: _Course, hours: float) -> float:
-    """The patient's group-level log median at a time, interpolated between day 0, 3 and 7."""
-    levels = [_group_log_median(analyte, g, course.ifng_high) for g in course.groups]
+def _group_levels(analyte: str, course: _Course) -> tuple[float, float, float]:
+    """The log group medians of one analyte at day 0, 3 and 7 of a patient's course."""
+    day0, day3, day7 = (_group_log_median(analyte, g, course.ifng_high) for g in course.groups)
+    return day0, day3, day7
+
+
+def _log_level(levels: tuple[float, float, float], hours: float) -> float:
+    """The group-level log median at a time, interpolated between day 0, 3 and 7."""
     if hours >= _DAY7_HOURS:
         return levels[2]
     if hours >= _DAY3_HOURS:
@@ -825,9 +830,10 @@ def _analyte_results(
     if analyte in PRE_ONSET_ANALYTES and _share(rng, "pre_onset_draw_share"):
         hours.insert(0, -float(rng.uniform(0.5, ctx.admission_lead_hours)))
     noise = PARAMS["sigma.draw_noise"]
+    levels = _group_levels(analyte, course)
     results = []
     for number, hour in enumerate(hours, start=1):
-        log_value = _log_level(analyte, course, max(hour, 0.0)) + base
+        log_value = _log_level(levels, hour) + base
         value = math.exp(log_value + noise * rng.standard_normal())
         time = ctx.onset + timedelta(hours=hour)
         results.append(
