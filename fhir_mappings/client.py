@@ -179,6 +179,7 @@ class FhirClient:
         self.timeout = timeout
         self.max_pages = max_pages
         self.deadline = deadline  # a time.monotonic() value, or None
+        self.pages_not_followed = 0  # next links left unread (max_pages or another origin)
         self._auth = _BearerAuth(access_token) if access_token else None
         self._owns_session = session is None
         self._session = session or requests.Session()
@@ -225,6 +226,7 @@ class FhirClient:
         while link is not None:
             page_url = urljoin(page_url, link)
             if not self._may_follow(page_url, pages_read):
+                self.pages_not_followed += 1
                 break
             page = self._bundle(page_url)
             pages_read += 1

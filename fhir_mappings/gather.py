@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 Resource = dict[str, Any]
 Job = Callable[[FhirClient], list[Resource]]
+INCOMPLETE = ":incomplete"  # appended to a source when a next page was left unread
 
 _SOURCES = {
     PrefetchState.ABSENT: "query",
@@ -75,7 +76,18 @@ class PatientData:
 
     patient: Resource | None
     observations: tuple[Resource, ...]
-    sources: Mapping[str, str]  # prefetch key -> "prefetch", "prefetch:null", "query", …
+    # prefetch key -> "prefetch", "prefetch:null", "prefetch:empty", "prefetch+query:next-pages",
+    # "query", "query:after-operation-outcome", "query:not-found"; "…:incomplete" when a next
+    # page was left unread (max_pages reached, or a next link outside the FHIR base URL)
+    sources: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What one key's FHIR calls returned, and whether every next page was read."""
+
+    resources: list[Resource]
+    complete: bool
 
 
 class DataUnavailable(Exception):
@@ -109,8 +121,15 @@ def gather_patient_data(
         if state.needs_query or state is PrefetchState.PAGED
     }
     fetched = _run_jobs(jobs, access, fhir, client_factory) if jobs else {}
-    by_key = {key: [*prefetched[key], *fetched.get(key, [])] for key in templates}
-    return _patient_data(templates, by_key, _sources(states, templates, by_key))
+    by_key = {key: [*prefetched[key], *_resources(fetched.get(key))] for key in templates}
+    sources = _sources(states, templates, by_key)
+    for key in (key for key, result in fetched.items() if not result.complete):
+        sources[key] += INCOMPLETE
+    return _patient_data(templates, by_key, sources)
+
+
+def _resources(fetched: Fetched | None) -> list[Resource]:
+    return fetched.resources if fetched is not None else []
 
 
 def _prefetched_resources(
@@ -159,14 +178,14 @@ def _run_jobs(
     access: FhirAccess | None,
     fhir: FhirSettings,
     client_factory: Callable[..., FhirClient],
-) -> dict[str, list[Resource]]:
+) -> dict[str, Fetched]:
     """Run every key's FHIR call in parallel under one deadline; DataUnavailable on any failure."""
     if access is None:
         raise DataUnavailable(tuple(jobs), "no FHIR server access for data not in prefetch")
     base_url, token = access.base_url, access.access_token
     deadline = time.monotonic() + fhir.deadline_seconds
 
-    def run(job: Job) -> list[Resource]:
+    def run(job: Job) -> Fetched:
         """One job on its own client (sessions are not shared between threads)."""
         with client_factory(
             base_url,
@@ -175,7 +194,7 @@ def _run_jobs(
             max_pages=fhir.max_pages,
             deadline=deadline,
         ) as client:
-            return job(client)
+            return Fetched(job(client), complete=client.pages_not_followed == 0)
 
     executor = ThreadPoolExecutor(max_workers=min(fhir.max_workers, len(jobs)))
     try:
@@ -189,9 +208,9 @@ def _run_jobs(
 
 
 def _raise_for_failures(
-    futures: Mapping[Future[list[Resource]], str],
-    done: set[Future[list[Resource]]],
-    pending: set[Future[list[Resource]]],
+    futures: Mapping[Future[Fetched], str],
+    done: set[Future[Fetched]],
+    pending: set[Future[Fetched]],
 ) -> None:
     """DataUnavailable naming the keys not obtained; a non-FHIR error propagates unchanged."""
     errors = {futures[f]: f.exception() for f in done if f.exception() is not None}

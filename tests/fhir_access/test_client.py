@@ -131,6 +131,7 @@ def test_search_follows_next_links_until_the_last_page(fake_fhir: FakeFhir) -> N
 
     assert sorted(obs["id"] for obs in found) == sorted(obs["id"] for obs in il6_history(5))
     assert len(fake_fhir.server.log) == 3
+    assert client.pages_not_followed == 0
 
 
 def test_search_stops_at_max_pages_and_reads_no_further_page(fake_fhir: FakeFhir) -> None:
@@ -140,6 +141,7 @@ def test_search_stops_at_max_pages_and_reads_no_further_page(fake_fhir: FakeFhir
         found = client.search(IL6_QUERY)
 
     assert len(fake_fhir.server.log) == 3
+    assert client.pages_not_followed == 1
     newest_six = sorted(il6_history(10), key=lambda obs: obs["effectiveDateTime"])[-6:]
     assert {obs["id"] for obs in found} == {obs["id"] for obs in newest_six}
 
@@ -156,6 +158,7 @@ def test_search_does_not_follow_next_link_to_another_origin(
 
     assert len(found) == 2
     assert other_server.log == []
+    assert client.pages_not_followed == 1
     assert "not following a next link outside the FHIR base URL" in caplog.text
 
 

@@ -113,7 +113,7 @@ def test_absent_prefetch_queries_every_key_with_the_bearer_token(
 
     assert data.patient == patient_resource()
     assert ids(data) == {"il6-1", "il6-2", "il6-3", "fer-1", "fer-2", "crp-1"}
-    assert data.sources == {key: "query" for key in small_templates}
+    assert data.sources == {key: "query" for key in small_templates}  # complete: nothing unread
     assert fake_fhir.server.log, "the server was queried"
     for request, _ in fake_fhir.server.log:
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -246,6 +246,7 @@ def test_paging_is_followed_up_to_max_pages_and_not_beyond(
 
     assert ids(data) == {f"il6-{n}" for n in range(3, 9)}
     assert len(fake_fhir.server.log) == 3
+    assert data.sources == {"il6": "query:incomplete"}
 
 
 def test_prefetched_page_is_completed_from_its_next_link(
@@ -291,6 +292,8 @@ def test_next_link_to_another_origin_is_not_followed(
 
     assert other_server.log == []
     assert ids(queried) == ids(from_prefetch) == {"il6-2", "il6-3"}
+    assert queried.sources["il6"] == "query:incomplete"
+    assert from_prefetch.sources["il6"] == "prefetch+query:next-pages:incomplete"
 
 
 def test_operation_outcome_in_prefetch_is_logged_then_queried(
