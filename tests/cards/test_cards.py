@@ -475,3 +475,15 @@ def test_without_encounter_the_service_request_has_no_encounter(scorer, make_car
     resource = card["suggestions"][0]["actions"][0]["resource"]
     assert "encounter" not in resource
     assert re.fullmatch(r"Patient/pat-1", resource["subject"]["reference"])
+
+
+def test_positive_card_with_required_markers_missing_lists_and_offers_them(scorer, make_card):
+    assessment, card = card_for(scorer, make_card, *panel_values(ferritin=800, cxcl9=1200))
+    assert assessment.pathway is Pathway.BIOMARKER_GUIDED
+    assert "possible IL-6/IFN-γ-high immune pattern" in card["summary"]
+    assert "- Still missing: IL-6, CRP, IFN-γ, lymphocytes, platelets." in card["detail"]
+    missing_section = card["detail"].split("**Missing or stale**")[1]
+    assert "- Interleukin-6: no counted result in the last 48 h" in missing_section
+    assert card["suggestions"][0]["label"].startswith(
+        "Consider ordering: Interleukin-6, C-reactive protein"
+    )

@@ -131,3 +131,9 @@ def test_distinct_results_at_the_same_time_are_both_kept_in_id_order():
     second = result("crp", 50, observation_id="obs-b")
     first = result("crp", 45, observation_id="obs-a")
     assert timeline_of(second, first).series["crp"].values == (first, second)
+
+
+def test_preliminary_result_dated_in_the_future_is_excluded_not_shown():
+    timeline = timeline_of(result("il6", 40, hours_ago=-1, status="preliminary"))
+    assert timeline.preliminary == ()
+    assert [e.reason for e in timeline.exclusions] == [ExclusionReason.IN_FUTURE]
