@@ -291,10 +291,15 @@ def _exclusion_line(exclusion: Exclusion, panel: Panel) -> str:
 def _model_section(assessment: Assessment, panel: Panel) -> list[str]:
     if assessment.scorer.kind != "model":
         return []
-    lines = [f"**Model** {_scorer_identity(assessment)}"]
+    lines = [
+        f"**Model** {_scorer_identity(assessment)}",
+        f"- Model class: {_text(assessment.endotype.value)}",
+    ]
     if assessment.class_probabilities:
-        best = max(assessment.class_probabilities, key=assessment.class_probabilities.__getitem__)
-        lines.append(f"- Most likely class: {_text(best)}")
+        shares = ", ".join(
+            f"{_text(name)} {share:.2f}" for name, share in assessment.class_probabilities.items()
+        )
+        lines.append(f"- Class probabilities: {shares}")
     if assessment.probability is not None:
         lines.append(f"- Probability of the high-risk class: {assessment.probability:.2f}")
     if assessment.contributions:
@@ -341,8 +346,6 @@ def _scorer_identity(assessment: Assessment) -> str:
 
 def _limitations_section(assessment: Assessment, settings: Settings) -> list[str]:
     lines = ["**Limitations**", *(f"- {_text(item)}" for item in assessment.limitations)]
-    if assessment.scorer.synthetic_training_data:
-        lines.append(f"- {SYNTHETIC_STATEMENT}")
     lines.extend(
         [
             f"- {INTENDED_POPULATION}",

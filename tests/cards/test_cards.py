@@ -389,7 +389,8 @@ def test_model_card_shows_class_probability_contributions_and_synthetic_warning(
     timeline = timeline_of(*panel_values(il6=80, ferritin=900, crp=50))
     card = make_card(model_assessment(timeline), timeline)
     detail = card["detail"]
-    assert "Most likely class: hyperinflammatory-il6-ifng" in detail
+    assert "- Model class: hyperinflammatory-il6-ifng" in detail
+    assert "hyperinflammatory-il6-ifng 0.82, intermediate 0.12, quiescent 0.06" in detail
     assert "Probability of the high-risk class: 0.82" in detail
     assert "Interleukin-6 (+1.23), Ferritin (-0.40)" in detail
     assert "trained on SYNTHETIC data and is not for clinical use" in detail
@@ -487,3 +488,17 @@ def test_positive_card_with_required_markers_missing_lists_and_offers_them(score
     assert card["suggestions"][0]["label"].startswith(
         "Consider ordering: Interleukin-6, C-reactive protein"
     )
+
+
+def test_card_from_the_packaged_model_says_synthetic_and_validates(make_card):
+    scorer_module = pytest.importorskip("model.scorer")
+    model_scorer = scorer_module.load_model_scorer()
+    timeline = timeline_of(*panel_values(il6=80, ferritin=2500, crp=60, cxcl9=900))
+    assessment = model_scorer.assess(timeline)
+    card = make_card(assessment, timeline)
+    assert assessment.scorer.synthetic_training_data
+    assert "synthetic" in card["summary"].lower()
+    assert "trained on SYNTHETIC data" in card["detail"]
+    assert f"Probability of the high-risk class: {assessment.probability:.2f}" in card["detail"]
+    assert empty_paths(card) == []
+    HookResponse.model_validate({"cards": [card]})
