@@ -13,7 +13,8 @@ CREATE TABLE IF NOT EXISTS seen_jti (
     jti TEXT NOT NULL,
     expires_at REAL NOT NULL,
     PRIMARY KEY (iss, jti)
-)
+);
+CREATE INDEX IF NOT EXISTS seen_jti_expiry ON seen_jti (expires_at);
 """
 _BUSY_TIMEOUT_SECONDS = 5.0
 
@@ -26,7 +27,7 @@ class ReplayStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(_SCHEMA)
+            connection.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         """Open a short-lived connection; SQLite serialises writers across processes."""

@@ -16,7 +16,7 @@ from tests.support.leak_guard import SESSION_GUARD, LeakGuard, register_secret
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CONFORMANCE = FIXTURES / "conformance"
-PROJECT_LOGGERS = ("cds_service", "fhir_mappings", "model")
+PROJECT_LOGGERS = ("cds_service", "fhir_mappings", "model", "picu_endotype")
 
 
 def _register_conformance_secrets() -> None:
@@ -26,10 +26,33 @@ def _register_conformance_secrets() -> None:
     register_secret((CONFORMANCE / "spec-2.0.1-jwt-example.txt").read_text().strip())
 
 
+def _sent_secrets(kwargs: dict[str, Any]) -> list[str]:
+    """The bearer token and fhirAuthorization access token a test-client call is about to send."""
+    found: list[str] = []
+    authorization = dict(kwargs.get("headers") or {}).get("Authorization", "")
+    scheme, _, token = str(authorization).partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        found.append(token.strip())
+    body = kwargs.get("json")
+    if body is None and isinstance(kwargs.get("data"), bytes | str):
+        try:
+            body = json.loads(kwargs["data"])
+        except ValueError:
+            body = None
+    fhir_authorization = body.get("fhirAuthorization") if isinstance(body, dict) else None
+    if isinstance(fhir_authorization, dict) and isinstance(
+        fhir_authorization.get("access_token"), str
+    ):
+        found.append(fhir_authorization["access_token"])
+    return [secret for secret in found if len(secret) >= 8]
+
+
 def _checked_open(original: Any, guard: LeakGuard) -> Any:
-    """Wrap FlaskClient.open so every response body and header set is searched for secrets."""
+    """Wrap FlaskClient.open: register the tokens a call sends, then search what comes back."""
 
     def open_and_check(self: FlaskClient, *args: Any, **kwargs: Any) -> Any:
+        for secret in _sent_secrets(kwargs):
+            guard.register_secret(secret)
         response = original(self, *args, **kwargs)
         shown = response.get_data().decode("utf-8", "replace") + str(response.headers)
         leaked = guard.leaks_in_text(shown)

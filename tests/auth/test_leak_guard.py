@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 from flask import Flask
 
+from tests.conftest import _sent_secrets
 from tests.support.leak_guard import SESSION_GUARD, LeakGuard
 from tests.support.tokens import fhir_authorization, make_token
 
@@ -97,3 +99,29 @@ def test_a_response_echoing_a_registered_secret_fails_the_test_client():
 
     with pytest.raises(AssertionError, match="echoed registered secrets"):
         app.test_client().post("/echo")
+
+
+def test_tokens_a_test_client_call_sends_are_registered_before_it_is_sent():
+    jwt_text = "eyJhbGciOiJSUzM4NCJ9.unregistered-before.sig"
+    access_token = "access-token-put-in-by-hand-123"
+    app = Flask("sink")
+
+    @app.post("/sink")
+    def sink():
+        return "", 204
+
+    app.test_client().post(
+        "/sink",
+        json={"fhirAuthorization": {"access_token": access_token}},
+        headers={"Authorization": f"Bearer {jwt_text}"},
+    )
+
+    assert {jwt_text, access_token} <= SESSION_GUARD.secrets
+
+
+def test_raw_json_bodies_are_searched_for_access_tokens():
+    body = json.dumps({"fhirAuthorization": {"access_token": "raw-body-token-456"}}).encode()
+
+    assert _sent_secrets({"data": body, "headers": {"Authorization": "Basic abc"}}) == [
+        "raw-body-token-456"
+    ]
