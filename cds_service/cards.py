@@ -28,6 +28,7 @@ from model.assessment import (
 )
 
 SUMMARY_MAX_CHARS = 139  # "<140-character summary"
+SUMMARY_MAX_NAMES = 3  # missing markers named in an insufficient-data summary
 EXTENSION_KEY = "io.picu-endotype.assessment"
 TOPIC = {
     "system": "https://picu-endotype.org/CodeSystem/topic",
@@ -156,8 +157,8 @@ def _insufficient_summary(assessment: Assessment, panel: Panel, qualifier: str) 
 
 
 def _fit_list(names: Sequence[str], room: int) -> str:
-    """Join names, replacing the tail with '+N more' when they do not fit in `room` characters."""
-    for shown in range(len(names), 0, -1):
+    """Join up to three names, the rest as '+N more', shortened further to fit `room` characters."""
+    for shown in range(min(len(names), SUMMARY_MAX_NAMES), 0, -1):
         rest = len(names) - shown
         text = ", ".join(names[:shown]) + (f" +{rest} more" if rest else "")
         if len(text) <= room:
