@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from cds_service import serve
 
@@ -91,3 +98,49 @@ def test_access_log_format_has_no_query_string_or_headers() -> None:
     assert "%(U)s" in log_format
     for leaky in ("%(r)s", "%(q)s", "%({authorization}i)s", "%(a)s"):
         assert leaky not in log_format
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for_health(url: str, process: subprocess.Popen) -> requests.Response:
+    """Poll until the server answers or the process dies (bounded number of attempts)."""
+    for _ in range(300):
+        if process.poll() is not None:
+            break
+        try:
+            return requests.get(url, timeout=1)
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise AssertionError("the service did not start")
+
+
+def test_serve_runs_gunicorn_and_logs_paths_without_query_strings(tmp_path: Path) -> None:
+    port = _free_port()
+    script = (
+        "import argparse, sys\n"
+        "from cds_service import serve\n"
+        "parser = argparse.ArgumentParser()\n"
+        "serve.add_arguments(parser)\n"
+        "sys.exit(serve.run(parser.parse_args(sys.argv[1:])))\n"
+    )
+    env = {**os.environ, "PICU_ENDOTYPE_STATE_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, "--port", str(port), "--workers", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        response = _wait_for_health(f"http://127.0.0.1:{port}/healthz?patient=q-secret-42", process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    assert '"GET /healthz HTTP/1.1" 200' in output
+    assert "q-secret-42" not in output
