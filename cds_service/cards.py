@@ -123,16 +123,16 @@ def build_card(
 def summary(assessment: Assessment, panel: Panel) -> str:
     """A one-sentence summary under 140 characters, suggestive and never reassuring on gaps."""
     qualifier = _qualifier(assessment)
-    if assessment.pathway is Pathway.BIOMARKER_GUIDED:
+    if assessment.pathway is Pathway.INSUFFICIENT_DATA:
+        text = _insufficient_summary(assessment, panel, qualifier)
+    elif assessment.pathway is Pathway.BIOMARKER_GUIDED:
         text = f"Biomarkers suggest a possible IL-6/IFN-γ-high immune pattern {qualifier}"
     elif assessment.endotype is Endotype.INTERMEDIATE:
         text = (
             f"Inflammatory markers raised; no IL-6/IFN-γ-high immune pattern detected {qualifier}"
         )
-    elif assessment.pathway is Pathway.STANDARD:
-        text = f"No IL-6/IFN-γ-high immune pattern detected in recent biomarkers {qualifier}"
     else:
-        text = _insufficient_summary(assessment, panel, qualifier)
+        text = f"No IL-6/IFN-γ-high immune pattern detected in recent biomarkers {qualifier}"
     return _truncate(text, SUMMARY_MAX_CHARS)
 
 

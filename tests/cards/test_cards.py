@@ -504,3 +504,14 @@ def test_card_from_the_packaged_model_says_synthetic_and_validates(make_card):
     assert f"Probability of the high-risk class: {assessment.probability:.2f}" in card["detail"]
     assert empty_paths(card) == []
     HookResponse.model_validate({"cards": [card]})
+
+
+@pytest.mark.parametrize("endotype", list(Endotype))
+def test_insufficient_pathway_summary_never_reassures_whatever_the_endotype(
+    scorer, make_card, endotype
+):
+    timeline = timeline_of(*panel_values(ferritin=100, crp=3))
+    assessment = replace(scorer.assess(timeline), endotype=endotype)
+    card = make_card(assessment, timeline)
+    assert card["summary"].startswith("Immune pattern: insufficient data: Interleukin-6")
+    assert "Pattern:" not in card["detail"]
