@@ -8,7 +8,7 @@ case, checked in the order of `_RULES`:
     null                                NULL                no data exists: no query
     Bundle without entries or next      EMPTY_BUNDLE        searched, none found: no query
     OperationOutcome, or a Bundle
-      holding only error outcomes       OPERATION_OUTCOME   log issue codes, then query
+      holding an error outcome          OPERATION_OUTCOME   log issue codes, then query
     Bundle with a `next` link           PAGED               use its entries and follow `next`
     any other Bundle                    BUNDLE              use its entries
     any other resource                  RESOURCE            use it
@@ -149,13 +149,10 @@ def _is_operation_outcome(value: Mapping[str, Any]) -> bool:
 
 
 def _is_failed_search(value: Mapping[str, Any]) -> bool:
-    """A Bundle whose only entries are OperationOutcomes reporting an error."""
-    resources = _entry_resources(value)
-    return (
-        value["resourceType"] == "Bundle"
-        and bool(resources)
-        and all(r.get("resourceType") == "OperationOutcome" for r in resources)
-        and any(severity in ("error", "fatal") for r in resources for severity in _severities(r))
+    """A Bundle holding an OperationOutcome that reports an error: its data may be partial."""
+    outcomes = [r for r in _entry_resources(value) if r.get("resourceType") == "OperationOutcome"]
+    return value["resourceType"] == "Bundle" and any(
+        severity in ("error", "fatal") for r in outcomes for severity in _severities(r)
     )
 
 

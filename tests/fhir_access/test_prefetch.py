@@ -171,6 +171,20 @@ DECISION_TABLE = [
         id="bundle-of-error-outcomes",
     ),
     pytest.param(
+        {"il6": searchset([IL6_RESULT, outcome("incomplete")])},
+        PrefetchState.OPERATION_OUTCOME,
+        "52",
+        R52_CHECK_OUTCOMES,
+        id="bundle-with-results-and-an-error-outcome",
+    ),
+    pytest.param(
+        {"il6": searchset([IL6_RESULT, outcome("informational", "warning")])},
+        PrefetchState.BUNDLE,
+        "52",
+        R52_CHECK_OUTCOMES,
+        id="bundle-with-results-and-a-warning",
+    ),
+    pytest.param(
         {"il6": searchset([outcome("informational", "information")])},
         PrefetchState.EMPTY_BUNDLE,
         "52",
