@@ -191,6 +191,7 @@ def detail(assessment: Assessment, timeline: Timeline, panel: Panel, settings: S
 
 
 def _headline_section(assessment: Assessment) -> list[str]:
+    """The pathway in words, the synthetic warning when it applies, and what to consider."""
     lines = [HEADLINES[assessment.pathway]]
     if assessment.scorer.synthetic_training_data:
         lines = [SYNTHETIC_STATEMENT, "", *lines]
@@ -201,12 +202,14 @@ def _headline_section(assessment: Assessment) -> list[str]:
 
 
 def _reasons_section(assessment: Assessment) -> list[str]:
+    """The scorer's reasons, one bullet each."""
     if not assessment.reasons:
         return []
     return ["**Why**", *(f"- {_text(reason)}" for reason in assessment.reasons)]
 
 
 def _used_section(assessment: Assessment, timeline: Timeline, panel: Panel) -> list[str]:
+    """Every marker that informed the result, latest value first."""
     if not assessment.used:
         return []
     header = f"**Results used** (counted, last {_hours(timeline.window)} h; latest shown)"
@@ -235,6 +238,7 @@ def _marker_lines(display: str, series: MarkerSeries) -> list[str]:
 
 
 def _preliminary_section(timeline: Timeline, panel: Panel) -> list[str]:
+    """Preliminary results, shown so nobody re-orders them, never scored."""
     if not timeline.preliminary:
         return []
     lines = ["**Preliminary results** (shown only, not scored)"]
@@ -247,6 +251,7 @@ def _preliminary_section(timeline: Timeline, panel: Panel) -> list[str]:
 
 
 def _missing_section(assessment: Assessment, timeline: Timeline, panel: Panel) -> list[str]:
+    """Markers with no counted result in the window: absent, stale or only preliminary."""
     if not assessment.missing:
         return []
     window = _hours(timeline.window)
@@ -264,6 +269,7 @@ def _missing_section(assessment: Assessment, timeline: Timeline, panel: Panel) -
 
 
 def _stale_line(name: str, result: Measurement, now: datetime, window: str) -> str:
+    """A stale marker with its age, value, time and code."""
     return (
         f"- {name}: stale, last result {_age(now - result.time)} old "
         f"({_code(_quantity(result))}, {_iso(result.time)} · {_code(_token(result))}); "
@@ -272,12 +278,14 @@ def _stale_line(name: str, result: Measurement, now: datetime, window: str) -> s
 
 
 def _excluded_section(timeline: Timeline, panel: Panel) -> list[str]:
+    """Results that were recognised but not used, each with its reason."""
     if not timeline.exclusions:
         return []
     return ["**Excluded results**", *(_exclusion_line(e, panel) for e in timeline.exclusions)]
 
 
 def _exclusion_line(exclusion: Exclusion, panel: Panel) -> str:
+    """One excluded result: analyte, reason, detail, time and code when known."""
     name = _display(panel, exclusion.analyte) if exclusion.analyte else "Panel result"
     parts = [f"- {_text(name)}: {EXCLUSION_TEXT.get(exclusion.reason, exclusion.reason.value)}"]
     if exclusion.detail:
@@ -290,6 +298,7 @@ def _exclusion_line(exclusion: Exclusion, panel: Panel) -> str:
 
 
 def _model_section(assessment: Assessment, panel: Panel) -> list[str]:
+    """For a model scorer: class, probabilities, top contributing markers, provenance."""
     if assessment.scorer.kind != "model":
         return []
     lines = [
@@ -315,6 +324,7 @@ def _model_section(assessment: Assessment, panel: Panel) -> list[str]:
 
 
 def _evidence_section(assessment: Assessment) -> list[str]:
+    """Each rule or model term with its outcome, citation link and note."""
     if not assessment.evidence:
         return []
     if assessment.scorer.kind == "rules":
@@ -325,6 +335,7 @@ def _evidence_section(assessment: Assessment) -> list[str]:
 
 
 def _evidence_line(item: Evidence) -> str:
+    """One evidence bullet: met / not met / not evaluable, description, citation, note."""
     state = {True: "met", False: "not met", None: "not evaluable"}[item.met]
     line = f"- {state}: {_text(item.description)}"
     if item.citation and item.citation_url:
@@ -346,6 +357,7 @@ def _scorer_identity(assessment: Assessment) -> str:
 
 
 def _limitations_section(assessment: Assessment, settings: Settings) -> list[str]:
+    """Limitations, intended population, clinical-judgement statement, model-card link."""
     lines = ["**Limitations**", *(f"- {_text(item)}" for item in assessment.limitations)]
     lines.extend(
         [
@@ -437,6 +449,7 @@ def extension(assessment: Assessment) -> dict[str, Any]:
 
 
 def _marker_extension(result: Measurement) -> dict[str, Any]:
+    """One marker's latest value for the machine-readable extension."""
     return {
         "value": result.value,
         "unit": result.unit,
@@ -457,6 +470,7 @@ def prune(value: Any) -> Any:
 
 
 def _empty(value: Any) -> bool:
+    """True for None and for empty strings, lists and dicts."""
     return value is None or (isinstance(value, str | list | dict) and not value)
 
 

@@ -56,6 +56,8 @@ class Role(StrEnum):
 
 
 class _Frozen(BaseModel):
+    """Immutable, and unknown keys in the rule file are errors."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -114,6 +116,7 @@ class RuleSet(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleSet:
+        """Unique ids, every deciding role present, required and labelled analytes known."""
         ids = [rule.id for rule in self.rules] + [self.trend.id]
         if len(ids) != len(set(ids)):
             raise ValueError("rule ids must be unique")
@@ -243,6 +246,8 @@ def _hours(span: timedelta) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Decision:
+    """Pathway, endotype and the reasons for them."""
+
     pathway: Pathway
     endotype: Endotype
     reasons: tuple[str, ...]
@@ -252,6 +257,7 @@ class RuleScorer:
     """Scorer v1: the published-threshold rule set."""
 
     def __init__(self, rule_set: RuleSet, content_hash: str) -> None:
+        """Wrap a validated rule set and the sha256 of the file it came from."""
         self.rule_set = rule_set
         self._info = ScorerInfo(
             id=rule_set.id,
@@ -357,6 +363,7 @@ def _axis_normal(
 def _hyperinflammatory(
     fired: Sequence[Rule], entry_met: Sequence[Rule], axis_met: Sequence[Rule]
 ) -> _Decision:
+    """A positive finding, naming the rules that made it."""
     if fired:
         reasons = tuple(f"Met: {rule.description}." for rule in fired)
     else:
@@ -365,10 +372,12 @@ def _hyperinflammatory(
 
 
 def _insufficient(reasons: tuple[str, ...]) -> _Decision:
+    """Insufficient data with the reasons why."""
     return _Decision(Pathway.INSUFFICIENT_DATA, Endotype.UNDETERMINED, reasons)
 
 
 def _intermediate(entry_met: Sequence[Rule]) -> _Decision:
+    """Entry criterion met with the IFN-γ axis shown normal."""
     reason = (
         f"Met: {_descriptions(entry_met)}; CXCL9 and IFN-γ not above their upper limits: "
         "inflammation without an IFN-γ-axis signal."
@@ -377,6 +386,7 @@ def _intermediate(entry_met: Sequence[Rule]) -> _Decision:
 
 
 def _quiescent(entry: Sequence[Rule], axis_met: Sequence[Rule]) -> _Decision:
+    """No entry criterion met; an isolated IFN-γ-axis signal is mentioned as context."""
     reasons = [f"Not met: {_descriptions(entry, joiner=' nor ')}."]
     if axis_met:
         reasons.append(
@@ -387,6 +397,7 @@ def _quiescent(entry: Sequence[Rule], axis_met: Sequence[Rule]) -> _Decision:
 
 
 def _descriptions(rules: Sequence[Rule], joiner: str = " and ") -> str:
+    """Rule descriptions joined for a sentence."""
     return joiner.join(rule.description for rule in rules)
 
 
@@ -406,12 +417,14 @@ def _absent_reasons(
 
 
 def _undecided_reason(rule: Rule) -> str:
+    """Why a rule could not be decided."""
     return f"Cannot be decided from the reported value (comparator or unit): {rule.description}."
 
 
 def _axis_reason(
     rule_set: RuleSet, entry_met: Sequence[Rule], axis: Sequence[Rule], timeline: Timeline
 ) -> str:
+    """Why an entry criterion alone cannot separate intermediate from hyperinflammatory."""
     markers = _names(rule_set, [a for rule in axis for a in rule.analytes])
     available = any(a in timeline.series for rule in axis for a in rule.analytes)
     state = "cannot be compared with its upper limit" if available else "is not available"
