@@ -104,8 +104,8 @@ def _row(
 class FeedbackStore:
     """SQLite feedback store (WAL): one short connection per write, safe across workers."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self) -> None:
+        self.path: Path | None = None
 
     def init_app(self, app: Flask, settings: Settings) -> None:
         """Create the database if needed and make this store the app's feedback store."""
@@ -119,6 +119,8 @@ class FeedbackStore:
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         """A connection that commits on success and is always closed."""
+        if self.path is None:
+            raise RuntimeError("FeedbackStore.init_app has not been called")
         with closing(sqlite3.connect(self.path, timeout=5.0)) as connection, connection:
             yield connection
 
@@ -145,7 +147,7 @@ class FeedbackStore:
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Open the feedback store and register the feedback route."""
-    FeedbackStore(settings.feedback_db_path).init_app(app, settings)
+    FeedbackStore().init_app(app, settings)
     app.register_blueprint(bp)
 
 

@@ -277,10 +277,11 @@ class HookResponse(_Outbound):
     @model_validator(mode="after")
     def _no_empty_values(self) -> HookResponse:
         """R3: nothing in the response is null, "", [] or {} (other than an empty cards list)."""
-        for card in self.to_json()["cards"]:
-            path = find_empty_value(card)
-            if path is not None:
-                raise ValueError(f"empty value at cards[].{path}")
+        for name, items in self.to_json().items():
+            for index, item in enumerate(items):
+                path = find_empty_value(item)
+                if path is not None:
+                    raise ValueError(f"empty value at {name}[{index}].{path}")
         return self
 
 

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from cds_service.app import create_app
-from cds_service.models import Services
+from cds_service.models import Services, find_empty_value
 from cds_service.settings import LocalCode
 from fhir_mappings.panel import load_panel
 from tests.cds_service.conftest import MakeSettings
@@ -41,7 +41,9 @@ def test_discovery_lists_the_patient_view_service_with_required_fields(caller: H
     assert service["hook"] == "patient-view"
     assert service["title"]
     assert service["description"]
-    Services.model_validate(caller.discover().get_json())
+    body = caller.discover().get_json()
+    Services.model_validate(body)
+    assert find_empty_value(body) is None
 
 
 def test_discovery_usage_requirements_name_patient_and_observation_access(

@@ -313,3 +313,13 @@ def test_invalid_feedback_items_are_refused(change: dict[str, Any]) -> None:
 def test_feedback_body_without_items_is_refused() -> None:
     with pytest.raises(ValidationError, match="feedback"):
         Feedback.model_validate({"feedback": []})
+
+
+def test_response_with_an_empty_value_in_a_system_action_is_refused() -> None:
+    action = {
+        "type": "create",
+        "description": "d",
+        "resource": {"resourceType": "Task", "note": []},
+    }
+    with pytest.raises(ValidationError, match=r"systemActions\[0\]\.resource\.note"):
+        HookResponse.model_validate({"cards": [], "systemActions": [action]})
