@@ -398,3 +398,36 @@ def test_rule_units_are_the_panel_canonical_units(scorer):
         for criterion in checked.criteria:
             assert criterion.unit == panel.analytes[criterion.analyte].unit, checked.id
     assert scorer.rule_set.trend.unit == panel.analytes[scorer.rule_set.trend.analyte].unit
+
+
+# --- comparator semantics checked against the values a reported result allows --------------
+
+OPERATORS = {
+    ">=": lambda x, t: x >= t,
+    ">": lambda x, t: x > t,
+    "<=": lambda x, t: x <= t,
+    "<": lambda x, t: x < t,
+}
+ALLOWS = {  # comparator -> does a true value x fit a reported value v?
+    None: lambda x, v: x == v,
+    "<": lambda x, v: x < v,
+    "<=": lambda x, v: x <= v,
+    ">": lambda x, v: x > v,
+    ">=": lambda x, v: x >= v,
+}
+SAMPLES = sorted({i / 2 for i in range(-20, 41)} | {4.999, 5.001, 5.999, 6.001, 3.999, 4.001})
+
+
+@pytest.mark.parametrize("operator", sorted(OPERATORS))
+@pytest.mark.parametrize("comparator", [None, "<", "<=", ">", ">="])
+@pytest.mark.parametrize("reported", [4.0, 5.0, 6.0])
+def test_compare_is_true_only_if_every_allowed_value_passes_and_false_only_if_none_does(
+    operator, comparator, reported
+):
+    threshold = 5.0
+    criterion = Criterion(analyte="il6", operator=operator, threshold=threshold, unit="pg/mL")
+    allowed = [x for x in SAMPLES if ALLOWS[comparator](x, reported)]
+    passing = [OPERATORS[operator](x, threshold) for x in allowed]
+    expected = True if all(passing) else False if not any(passing) else None
+    measured = result("il6", reported, comparator=comparator)
+    assert compare(measured, criterion) is expected
