@@ -2,8 +2,9 @@
 
 SYNTHETIC data only: not patient data, not for clinical use. Every number that shapes the cohort
 is one row of `PARAMETERS`, with its source or the word "assumption". Pure: no I/O except
-`write_cohort`; one numpy `Generator` per patient, seeded from (seed, patient index), so patient
-`i` is the same whatever `n` is, and the same (n, seed) always gives byte-identical files.
+`write_cohort` and `write_records`; one numpy `Generator` per patient, seeded from (seed, patient
+index), so patient `i` is the same whatever `n` is, and the same (n, seed) always gives
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -189,6 +190,9 @@ PARAMETERS: tuple[Parameter, ...] = (
     _p("transition.complicated.intermediate.hyperinflammatory", 0.35, "fraction", ASSUMPTION),
     _p("transition.complicated.hyperinflammatory.intermediate", 0.12, "fraction",
        _a("persisting hyperinflammation; ferritin falls < 15% by day 3 (MALS, §2.5)")),
+    _p("ferritin_rise.complicated", 1.2, "ratio",
+       _a("ferritin keeps rising in a poor course: a fall < 15% by day 3 had > 90% sensitivity "
+          "for a poor outcome (MALS, §2.5)")),
     _p("day7_step_toward_quiescent", 0.60, "fraction", _a("recovery by day 7 if not complicated")),
     _p("death_day_min", 1.5, "days", ASSUMPTION),
     _p("death_day_max", 14.0, "days", ASSUMPTION),
@@ -697,6 +701,9 @@ _DAY3_HOURS, _DAY7_HOURS = 72.0, 168.0
 def _group_levels(analyte: str, course: _Course) -> tuple[float, float, float]:
     """The log group medians of one analyte at day 0, 3 and 7 of a patient's course."""
     day0, day3, day7 = (_group_log_median(analyte, g, course.ifng_high) for g in course.groups)
+    if analyte == "ferritin" and course.complicated:
+        rise = math.log(PARAMS["ferritin_rise.complicated"])
+        return day0, day3 + rise, day7 + rise
     return day0, day3, day7
 
 

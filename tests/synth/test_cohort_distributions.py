@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import pytest
 
+from fhir_mappings.observations import extract
+from fhir_mappings.panel import Panel
 from model.assessment import Timeline
 from model.synth import GROUPS, PARAMS, Cohort
 
@@ -154,3 +158,36 @@ def test_send_out_markers_are_often_missing_and_tier_one_markers_sometimes(
     assert 0.02 < missing_share("ferritin") < 0.3
     both = np.mean([not {"il6", "ferritin"} & set(t.series) for t in onset_timelines.values()])
     assert both > 0.02
+
+
+def _ferritin_day3_ratio(observations: list[dict], onset: datetime, panel: Panel) -> float | None:
+    """Ferritin near 50 h over ferritin on day 1, from counted results; None if either is absent."""
+    early, late = None, None
+    for measurement in extract(observations, panel).measurements:
+        if measurement.analyte != "ferritin" or not measurement.counts:
+            continue
+        hours = (measurement.time - onset).total_seconds() / 3600
+        if hours < 12 and early is None:
+            early = measurement.value
+        elif 40 <= hours <= 60:
+            late = measurement.value
+    return late / early if early and late else None
+
+
+def test_ferritin_falls_less_by_day_three_in_a_complicated_hyperinflammatory_course(
+    large_cohort: Cohort, panel: Panel
+) -> None:
+    """MALS design feature: a ferritin fall of less than 15% by day 3 goes with a poor course."""
+    by_patient: dict[str, list[dict]] = {}
+    for observation in large_cohort.observations:
+        by_patient.setdefault(observation["subject"]["reference"][8:], []).append(observation)
+    ratios: dict[int, list[float]] = {0: [], 1: []}
+    for row in _rows(large_cohort, HYPERINFLAMMATORY):
+        onset = datetime.fromisoformat(row.onset_time)
+        ratio = _ferritin_day3_ratio(by_patient.get(row.patient_id, []), onset, panel)
+        if ratio is not None:
+            ratios[row.complicated_course].append(ratio)
+    assert min(len(ratios[0]), len(ratios[1])) > 100
+    small_fall = {course: np.mean(np.array(values) > 0.85) for course, values in ratios.items()}
+    assert small_fall[1] >= 0.75  # the source reports > 90% sensitivity in adults
+    assert small_fall[1] > small_fall[0] + 0.15

@@ -13,6 +13,7 @@ from fhir.resources.R4B.patient import Patient
 
 from model.cohort import load_cohort
 from model.synth import (
+    GENERATOR_VERSION,
     GROUPS,
     OUTCOME_COLUMNS,
     PARAMETERS,
@@ -191,3 +192,7 @@ def test_negative_size_or_seed_is_refused(n: int, seed: int) -> None:
 def test_naive_start_time_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone"):
         generate_cohort(3, 1, start=datetime(2024, 1, 1))
+
+
+def test_packaged_data_card_names_the_generator_version() -> None:
+    assert f"generator version **{GENERATOR_VERSION}**" in packaged_data_card()
