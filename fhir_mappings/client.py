@@ -9,7 +9,8 @@ check), so callers catch at whatever level they need:
      ├── FhirUnavailable      5xx, 429, connection refused, DNS, TLS, proxy, broken transfer
      ├── FhirTimeout          a call timed out, or the overall deadline has passed
      └── FhirBadResponse      a redirect, another 4xx, a body that is not JSON or not the
-                              expected resource (a Bundle for a search)
+                              expected resource (a Bundle for a search), or a searchset
+                              carrying an error OperationOutcome (its results may be partial)
 
 Messages carry the HTTP status and the URL path with resource ids replaced by `{id}`; they never
 carry the access token, a query string or any other patient data. Full URLs are logged at DEBUG
@@ -247,6 +248,10 @@ class FhirClient:
         body = self._send(url)
         if body.get("resourceType") != "Bundle" or not isinstance(body.get("entry", []), list):
             raise FhirBadResponse("FHIR search did not answer a Bundle", path=safe_path(url))
+        errors = error_issue_codes(body)
+        if errors:
+            logger.warning("FHIR search reported errors: %s", ", ".join(errors))
+            raise FhirBadResponse("FHIR search reported an error", path=safe_path(url))
         return body
 
     def _url(self, relative: str) -> str:
@@ -310,3 +315,14 @@ def entry_resources(bundle: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         resource = entry.get("resource") if isinstance(entry, Mapping) else None
         if isinstance(resource, Mapping):
             yield dict(resource)
+
+
+def error_issue_codes(bundle: Mapping[str, Any]) -> list[str]:
+    """The `code` of every error or fatal issue in the Bundle's OperationOutcome entries."""
+    return [
+        str(issue.get("code", "?"))
+        for resource in entry_resources(bundle)
+        if resource.get("resourceType") == "OperationOutcome"
+        for issue in resource.get("issue") or []
+        if isinstance(issue, Mapping) and issue.get("severity") in ("error", "fatal")
+    ]

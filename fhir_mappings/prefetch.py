@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from fhir_mappings.client import next_link
+from fhir_mappings.client import error_issue_codes, next_link
 
 if TYPE_CHECKING:
     from fhir_mappings.panel import Panel
@@ -150,10 +150,7 @@ def _is_operation_outcome(value: Mapping[str, Any]) -> bool:
 
 def _is_failed_search(value: Mapping[str, Any]) -> bool:
     """A Bundle holding an OperationOutcome that reports an error: its data may be partial."""
-    outcomes = [r for r in _entry_resources(value) if r.get("resourceType") == "OperationOutcome"]
-    return value["resourceType"] == "Bundle" and any(
-        severity in ("error", "fatal") for r in outcomes for severity in _severities(r)
-    )
+    return value["resourceType"] == "Bundle" and bool(error_issue_codes(value))
 
 
 def _is_paged(value: Mapping[str, Any]) -> bool:
@@ -189,10 +186,6 @@ def _entry_resources(bundle: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def _issues(outcome: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     issues = outcome.get("issue")
     return [i for i in issues if isinstance(i, Mapping)] if isinstance(issues, list) else []
-
-
-def _severities(outcome: Mapping[str, Any]) -> list[str]:
-    return [issue.get("severity") for issue in _issues(outcome)]
 
 
 def log_operation_outcome(key: str, value: Mapping[str, Any]) -> None:

@@ -29,6 +29,7 @@ from tests.fhir_access.conftest import (
     TOKEN,
     FakeFhir,
     observation,
+    outcome,
     patient_resource,
     searchset,
     slow_handler,
@@ -245,6 +246,29 @@ def test_search_answer_that_is_not_a_bundle_is_a_bad_response(
     )
     with client_for(fhir_server.url_for("/fhir")) as client, pytest.raises(FhirBadResponse):
         client.search(IL6_QUERY)
+
+
+def test_searchset_carrying_an_error_outcome_is_a_bad_response(
+    fhir_server: HTTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    bundle = searchset(il6_history(1))
+    bundle["entry"].append({"resource": outcome("too-costly"), "search": {"mode": "outcome"}})
+    fhir_server.expect_request("/fhir/Observation").respond_with_json(bundle)
+
+    with client_for(fhir_server.url_for("/fhir")) as client, pytest.raises(FhirBadResponse):
+        client.search(IL6_QUERY)
+
+    assert "too-costly" in caplog.text
+
+
+def test_searchset_carrying_an_informational_outcome_is_used(fake_fhir: FakeFhir) -> None:
+    fake_fhir.observations = il6_history(1)
+    fake_fhir.outcome_entry = True
+
+    with client_for(fake_fhir.base_url) as client:
+        found = client.search(IL6_QUERY)
+
+    assert [r["resourceType"] for r in found] == ["Observation", "OperationOutcome"]
 
 
 def test_server_slower_than_the_call_timeout_raises_fhir_timeout(fhir_server: HTTPServer) -> None:
