@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from fhir_mappings.client import error_issue_codes, next_link
+from fhir_mappings.client import entry_resources, error_issue_codes, next_link
 
 if TYPE_CHECKING:
     from fhir_mappings.panel import Panel
@@ -159,7 +159,7 @@ def _is_paged(value: Mapping[str, Any]) -> bool:
 
 def _is_empty_bundle(value: Mapping[str, Any]) -> bool:
     """A Bundle with no entries, or only informational OperationOutcomes."""
-    resources = _entry_resources(value)
+    resources = list(entry_resources(value))
     return value["resourceType"] == "Bundle" and all(
         r.get("resourceType") == "OperationOutcome" for r in resources
     )
@@ -178,11 +178,6 @@ _RULES: tuple[tuple[Callable[[Mapping[str, Any]], bool], PrefetchState], ...] = 
 )
 
 
-def _entry_resources(bundle: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    entries = bundle.get("entry") or []
-    return [e["resource"] for e in entries if isinstance(e.get("resource"), Mapping)]
-
-
 def _issues(outcome: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     issues = outcome.get("issue")
     return [i for i in issues if isinstance(i, Mapping)] if isinstance(issues, list) else []
@@ -190,7 +185,7 @@ def _issues(outcome: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def log_operation_outcome(key: str, value: Mapping[str, Any]) -> None:
     """Log the issue severities and codes a client sent for a key; diagnostics only at DEBUG."""
-    outcomes = [value] if _is_operation_outcome(value) else _entry_resources(value)
+    outcomes = [value] if _is_operation_outcome(value) else list(entry_resources(value))
     issues = [issue for outcome in outcomes for issue in _issues(outcome)]
     codes = ", ".join(f"{i.get('severity', '?')}/{i.get('code', '?')}" for i in issues) or "none"
     logger.warning("prefetch %s: the client sent an OperationOutcome (issues: %s)", key, codes)
