@@ -31,7 +31,7 @@ from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-logger = logging.getLogger("picu_endotype.errors")
+logger = logging.getLogger(__name__)
 
 ERROR_CODE_SYSTEM = "urn:picu-endotype:error-code"
 FHIR_JSON = "application/fhir+json"

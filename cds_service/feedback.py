@@ -29,7 +29,7 @@ from cds_service.hooks import read_json_body
 from cds_service.models import Feedback, FeedbackItem
 from cds_service.settings import Settings
 
-logger = logging.getLogger("picu_endotype.feedback")
+logger = logging.getLogger(__name__)
 
 STORE_KEY = "picu_endotype.feedback_store"
 

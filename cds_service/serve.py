@@ -13,7 +13,7 @@ from gunicorn.app.base import BaseApplication
 from cds_service.auth import DevModeNotAllowed, assert_dev_mode_safe
 from cds_service.settings import Settings, load_settings
 
-logger = logging.getLogger("picu_endotype.serve")
+logger = logging.getLogger(__name__)
 
 # Path without query string (%(U)s), never %(r)s, headers or the Authorization value.
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
@@ -81,5 +81,14 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(settings.log_level)
     from cds_service.app import create_app
 
-    GunicornApplication(create_app(settings), gunicorn_options(settings)).run()
+    app = create_app(settings)
+    logger.info(
+        "serving %s on %s:%d with %d workers (scorer: %s)",
+        settings.public_base_url,
+        settings.host,
+        settings.port,
+        settings.workers,
+        settings.scorer,
+    )
+    GunicornApplication(app, gunicorn_options(settings)).run()
     return 0
