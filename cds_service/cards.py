@@ -331,20 +331,20 @@ def _evidence_section(assessment: Assessment) -> list[str]:
         header = f"**Rules** {_scorer_identity(assessment)}"
     else:
         header = "**Published thresholds and model terms** (shown beside the model output)"
-    return [header, *(_evidence_line(item) for item in assessment.evidence)]
+    return [header, *(line for item in assessment.evidence for line in _evidence_lines(item))]
 
 
-def _evidence_line(item: Evidence) -> str:
-    """One evidence bullet: met / not met / not evaluable, description, citation, note."""
+def _evidence_lines(item: Evidence) -> list[str]:
+    """One evidence bullet (met / not met / not evaluable), its source and note beneath it."""
     state = {True: "met", False: "not met", None: "not evaluable"}[item.met]
-    line = f"- {state}: {_text(item.description)}"
+    lines = [f"- {state}: {_text(item.description)}"]
     if item.citation and item.citation_url:
-        line += f" · [{_text(item.citation)}]({_url(item.citation_url)})"
+        lines.append(f"  - [{_text(item.citation)}]({_url(item.citation_url)})")
     elif item.citation:
-        line += f" · {_text(item.citation)}"
+        lines.append(f"  - {_text(item.citation)}")
     if item.note:
-        line += f" · {_text(item.note)}"
-    return line
+        lines.append(f"  - {_text(item.note)}")
+    return lines
 
 
 def _scorer_identity(assessment: Assessment) -> str:

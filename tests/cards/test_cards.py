@@ -515,3 +515,14 @@ def test_insufficient_pathway_summary_never_reassures_whatever_the_endotype(
     card = make_card(assessment, timeline)
     assert card["summary"].startswith("Immune pattern: insufficient data: Interleukin-6")
     assert "Pattern:" not in card["detail"]
+
+
+def test_each_rule_shows_outcome_then_citation_and_note(scorer, make_card):
+    _, card = card_for(scorer, make_card, *panel_values(il6=80, ferritin=5000, crp=12))
+    lines = card["detail"].splitlines()
+    start = lines.index("- met: Ferritin > 4420 ng/mL (macrophage activation-like syndrome, MALS)")
+    assert lines[start + 1].startswith("  - [Kyriazopoulou et al., BMC Med 2017")
+    assert lines[start + 1].endswith("](https://doi.org/10.1186/s12916-017-0930-5)")
+    assert lines[start + 2] == "  - adult threshold"
+    assert "- not met: CRP ≥ 40 mg/L (4 mg/dL)" in lines
+    assert "- not evaluable: CXCL9 > 647 pg/mL" in card["detail"]
