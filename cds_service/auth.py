@@ -244,7 +244,7 @@ def authenticate(audience: str) -> CdsClient:
     try:
         return authenticator.authenticate_header(request.headers.get("Authorization"), audience)
     except Unauthorized as refusal:
-        logger.warning("CDS client refused at %s: %s", audience, refusal.reason)
+        logger.warning("CDS client refused at %s: %s", _for_log(audience), refusal.reason)
         raise
 
 

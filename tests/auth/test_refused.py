@@ -328,3 +328,10 @@ def test_refusal_is_logged_without_the_token(probe, es_key, caplog):
     assert refusal_reasons(caplog)
     assert token not in caplog.text
     assert token.split(".")[2] not in caplog.text
+
+
+def test_control_characters_in_the_called_path_cannot_forge_log_lines(probe, caplog):
+    probe().post("/cds-services/x%0AINFO%20forged", headers={"Authorization": "Bearer x"})
+
+    assert "\nINFO forged" not in refusal_reasons(caplog)
+    assert "\\nINFO forged" in refusal_reasons(caplog)
