@@ -17,9 +17,10 @@ from werkzeug import Request, Response
 from cds_service.settings import FhirSettings
 from fhir_mappings.panel import Panel, load_panel
 from fhir_mappings.prefetch import prefetch_templates
+from tests.support.leak_guard import register_secret
 
 PATIENT_ID = "pat-0042"
-TOKEN = "fhir-access-token-0b9f3c1e5d7a"
+TOKEN = register_secret("fhir-access-token-0b9f3c1e5d7a")  # the session guard checks every log
 FHIR_JSON = "application/fhir+json"
 
 
