@@ -11,7 +11,9 @@ import pytest
 from flask import Flask
 from pytest_httpserver import HTTPServer
 
+from cds_service import hooks
 from cds_service.app import create_app
+from cds_service.cards import build_card
 from cds_service.hooks import age_in_years
 from cds_service.models import HookResponse, find_empty_value
 from tests.cds_service.conftest import MakeSettings
@@ -345,3 +347,38 @@ def test_token_scoped_to_another_patient_is_400_and_nothing_is_fetched(
     issue = assert_outcome(caller.call(body), 400, "PICU-400-INVALID-REQUEST")
     assert "fhirAuthorization.patient" in issue["diagnostics"]
     assert httpserver.log == []
+
+
+def test_prefetched_patient_that_is_not_the_patient_in_context_is_400(
+    app: Flask, caller: HookCaller, now: datetime
+) -> None:
+    someone_else = patient("another-child", years_before(now, 5))
+    prefetch = full_prefetch(_templates(app), someone_else, _observations(PATIENT_ID, now))
+    response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
+    assert_outcome(response, 400, "PICU-400-INVALID-PREFETCH")
+
+
+def test_card_that_breaks_the_response_rules_is_never_sent(
+    app: Flask, caller: HookCaller, child: dict, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def overlong_card(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        card = build_card(*args, **kwargs)
+        return {**card, "summary": "x" * 140}
+
+    monkeypatch.setattr(hooks, "build_card", overlong_card)
+    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
+    assert_outcome(response, 500, "PICU-500-INTERNAL")
+    assert "x" * 140 not in response.get_data(as_text=True)
+
+
+def test_repeated_calls_give_the_same_card_with_fresh_uuids(
+    app: Flask, caller: HookCaller, child: dict, now: datetime
+) -> None:
+    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    cards = [
+        _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))[0]
+        for _ in range(3)
+    ]
+    assert len({card["uuid"] for card in cards}) == 3
+    assert all(_without_uuids(card) == _without_uuids(cards[0]) for card in cards)
