@@ -382,3 +382,21 @@ def test_repeated_calls_give_the_same_card_with_fresh_uuids(
     ]
     assert len({card["uuid"] for card in cards}) == 3
     assert all(_without_uuids(card) == _without_uuids(cards[0]) for card in cards)
+
+
+def test_dev_mode_queries_an_open_loopback_fhir_server_without_a_token(
+    make_settings: MakeSettings, fake_fhir: FakeFhirServer, fhir_base: str
+) -> None:
+    app = create_app(make_settings(dev_allow_unauthenticated=True))
+    body = hook_request(PATIENT_ID, fhir_server=fhir_base)
+    response = app.test_client().post(f"/cds-services/{SERVICE_ID}", json=body)
+    assert len(_assert_conformant(response)) == 1
+    assert fake_fhir.authorizations and set(fake_fhir.authorizations) == {None}
+
+
+def test_authenticated_call_without_a_token_never_queries_the_fhir_server(
+    caller: HookCaller, fake_fhir: FakeFhirServer, fhir_base: str
+) -> None:
+    response = caller.call(hook_request(PATIENT_ID, fhir_server=fhir_base))
+    assert_outcome(response, 412, "PICU-412-DATA-UNAVAILABLE")
+    assert fake_fhir.authorizations == []
