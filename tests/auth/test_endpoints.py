@@ -263,3 +263,17 @@ def test_hook_flow_at_debug_logs_neither_the_jwt_nor_the_access_token(
     assert caplog.records
     for secret in (token, hook_body["fhirAuthorization"]["access_token"]):
         assert secret not in caplog.text
+
+
+def test_plain_http_fhir_server_not_listed_for_development_is_412_and_receives_nothing(
+    settings, es_key, fake_fhir, hook_body, httpserver
+):
+    production = create_app(settings.model_copy(update={"insecure_http_fhir_hosts": []}))
+
+    response = _post_hook(
+        production.test_client(), make_token(es_key, iss=EHR, aud=SERVICE), hook_body
+    )
+
+    assert response.status_code == 412
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+    assert httpserver.log == []
