@@ -349,6 +349,11 @@ def install_cors(app: Flask, allowed_origins: list[str]) -> None:
 def init_app(app: Flask, settings: Settings) -> None:
     """Build the authenticator once and register its CORS handling and 401 rendering."""
     assert_dev_mode_safe(settings, settings.host)
-    app.extensions[EXTENSION_KEY] = Authenticator(settings)
+    authenticator = Authenticator(settings)
+    app.extensions[EXTENSION_KEY] = authenticator
+    if authenticator.clients:
+        logger.info("trusted CDS clients: %s", ", ".join(sorted(authenticator.clients)))
+    elif not settings.dev_allow_unauthenticated:
+        logger.warning("no CDS clients are configured: every call will be answered 401")
     app.register_error_handler(Unauthorized, _render_unauthorized)
     install_cors(app, settings.cors_allowed_origins)

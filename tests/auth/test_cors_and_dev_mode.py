@@ -138,3 +138,15 @@ def test_public_host_is_fine_without_development_mode(make_settings, caplog):
     assert_dev_mode_safe(make_settings(host="0.0.0.0"), "0.0.0.0")
 
     assert not [r for r in caplog.records if "DEVELOPMENT MODE" in r.getMessage()]
+
+
+def test_start_without_any_client_warns_that_every_call_will_be_refused(make_settings, caplog):
+    probe_app(make_settings(clients=[]))
+
+    assert "no CDS clients are configured" in caplog.text
+
+
+def test_start_names_the_trusted_issuers(make_settings, caplog):
+    probe_app(make_settings())
+
+    assert f"trusted CDS clients: {EHR}" in caplog.text
