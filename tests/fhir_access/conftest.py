@@ -184,7 +184,7 @@ def templates(panel: Panel) -> dict[str, str]:
 
 @pytest.fixture
 def fhir_settings() -> FhirSettings:
-    """Short timeouts so failing tests finish quickly."""
+    """Timeouts short enough for failing tests to finish quickly, long enough for a busy CI."""
     return FhirSettings(
-        timeout_seconds=0.5, deadline_seconds=1.5, max_pages=3, page_size=2, max_workers=4
+        timeout_seconds=1.0, deadline_seconds=2.5, max_pages=3, page_size=2, max_workers=4
     )

@@ -41,7 +41,7 @@ IL6_QUERY = f"Observation?patient={PATIENT_ID}&code=http://loinc.org|26881-3&_co
 
 def client_for(base_url: str, **overrides: Any) -> FhirClient:
     """A client with the test token and short limits, unless overridden."""
-    options: dict[str, Any] = {"timeout": 0.5, "max_pages": 3}
+    options: dict[str, Any] = {"timeout": 2.0, "max_pages": 3}
     options.update(overrides)
     token = options.pop("access_token", TOKEN)
     return FhirClient(base_url, token, **options)

@@ -119,11 +119,9 @@ def test_absent_prefetch_queries_every_key_with_the_bearer_token(
         assert request.headers["Authorization"] == f"Bearer {TOKEN}"
 
 
-def test_queries_run_in_parallel(
-    fhir_server: HTTPServer, panel: Panel, fhir_settings: FhirSettings
-) -> None:
+def test_queries_run_in_parallel(fhir_server: HTTPServer, panel: Panel) -> None:
     """Four searches meet at a barrier that only opens when all four are in flight at once."""
-    barrier = threading.Barrier(4, timeout=1.0)
+    barrier = threading.Barrier(4, timeout=2.0)
 
     def meet_then_answer(request: Request) -> Response:
         barrier.wait()
@@ -134,7 +132,9 @@ def test_queries_run_in_parallel(
     four = {key: templates[key] for key in ("il6", "ferritin", "crp", "lactate")}
     access = FhirAccess(fhir_server.url_for("/fhir"), TOKEN)
 
-    data = gather_patient_data(None, CONTEXT, four, access, fhir_settings)
+    settings = FhirSettings(timeout_seconds=3.0, deadline_seconds=4.0, max_workers=4)
+
+    data = gather_patient_data(None, CONTEXT, four, access, settings)
 
     assert data.observations == ()
     assert len(fhir_server.log) == 4
@@ -240,7 +240,7 @@ def test_paging_is_followed_up_to_max_pages_and_not_beyond(
     fake_fhir.observations = [
         observation(f"il6-{n}", "26881-3", float(n), f"2026-11-20T{n:02d}:00:00Z") for n in range(9)
     ]
-    settings = FhirSettings(timeout_seconds=0.5, deadline_seconds=1.5, max_pages=3, page_size=2)
+    settings = FhirSettings(timeout_seconds=1.0, deadline_seconds=2.5, max_pages=3, page_size=2)
 
     data = gather_patient_data(None, CONTEXT, {"il6": templates["il6"]}, access, settings)
 
@@ -439,7 +439,7 @@ def test_unknown_patient_on_query_gives_no_patient(
     fake_fhir: FakeFhir, access: FhirAccess, small_templates: dict[str, str]
 ) -> None:
     fake_fhir.patients = {}
-    settings = FhirSettings(timeout_seconds=0.5, deadline_seconds=1.5)
+    settings = FhirSettings(timeout_seconds=1.0, deadline_seconds=2.5)
 
     data = gather_patient_data(None, CONTEXT, small_templates, access, settings)
 
