@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -78,3 +80,14 @@ def test_preflight_from_an_allowed_origin_is_answered_without_authentication(
     assert 200 <= response.status_code < 300
     assert response.headers["Access-Control-Allow-Origin"] == origin
     assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+
+
+def test_wsgi_module_builds_the_app_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PICU_ENDOTYPE_PUBLIC_BASE_URL", "https://cds.wsgi.test")
+    monkeypatch.setenv("PICU_ENDOTYPE_STATE_DIR", str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cds_service.wsgi", raising=False)
+    wsgi = importlib.import_module("cds_service.wsgi")
+    assert wsgi.app.extensions["picu_endotype"].public_base_url == "https://cds.wsgi.test"
+    assert wsgi.app.test_client().get("/healthz").status_code == 200
