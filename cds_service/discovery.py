@@ -58,12 +58,19 @@ def endotype_service(panel: Panel, settings: Settings) -> ServiceDefinition:
             "biomarker-guided or the standard pathway may apply, showing every input it used."
         ),
         prefetch=prefetch_templates(panel, settings.fhir.page_size),
-        usage_requirements=(
-            "Needs read access to Patient and Observation on the client's FHIR server "
-            "(fhirServer with fhirAuthorization) whenever the prefetch is absent or incomplete. "
-            "Intended for patients under 18 years in intensive care."
-        ),
+        usage_requirements=_usage_requirements(settings),
     )
+
+
+def _usage_requirements(settings: Settings) -> str:
+    """What a client must provide, and for whom the service is meant."""
+    text = (
+        "Needs read access to Patient and Observation on the client's FHIR server "
+        "(fhirServer with fhirAuthorization) whenever the prefetch is absent or incomplete."
+    )
+    if settings.max_age_years is not None:
+        text += f" Answers for patients under {settings.max_age_years:g} years only."
+    return text
 
 
 def init_app(app: Flask, services: tuple[ServiceDefinition, ...]) -> None:

@@ -110,3 +110,13 @@ def test_discovery_with_another_method_is_405(caller: HookCaller, method: str) -
     )
     assert response.status_code == 405
     assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_discovery_usage_requirements_state_the_configured_age_limit(
+    make_settings: MakeSettings,
+) -> None:
+    with_limit = create_app(make_settings(max_age_years=16))
+    without_limit = create_app(make_settings(max_age_years=None))
+    services = "picu_endotype.services"
+    assert "under 16 years" in with_limit.extensions[services][SERVICE_ID].usage_requirements
+    assert "years" not in without_limit.extensions[services][SERVICE_ID].usage_requirements
