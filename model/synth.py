@@ -74,13 +74,15 @@ ANALYTES: tuple[str, ...] = (
 )  # fmt: skip
 SEND_OUTS: frozenset[str] = frozenset({"cxcl9", "ifng", "sil2r", "il10"})
 
-LINDELL = "Lindell MODS poster, ATS 2024, Fig. 1B (clinical.md §1.4)"
-INDIA = "PICU severe sepsis at admission, India, n=50, J Intensive Care Med 2021 (§5.1)"
-SHANGHAI = "Shanghai PICU sepsis cohort, Front Immunol 2022, Spearman r=0.654 (§5.2)"
-THAI = "pediatric septic shock, Thailand, n=33, Iran J Pediatr (§5.1)"
-ARUP = "ARUP serum cytokine panel reference limit (§3.4)"
-CCHMC = "CCHMC Ella CXCL9 reference limit <=647 pg/mL (§3.4)"
-WONG = "Wong endotype transitions, Crit Care Med 2018: 42% A->B, 32% B->A by day 3 (§2.2)"
+PHENOMS = "hyperferritinemic sepsis, PHENOMS, Crit Care 2023 (10.1186/s13054-023-04628-x)"
+MALS = "Kyriazopoulou et al., BMC Med 2017 (MALS, adults)"
+LINDELL = "Lindell et al., ATS 2024 poster Fig. 1B (github.com/Lindell-Lab/MODS-Subphenotypes)"
+INDIA = "PICU severe sepsis at admission, India, n=50, J Intensive Care Med 2021;36:576"
+SHANGHAI = "PICU sepsis, Shanghai, Front Immunol 2022 (10.3389/fimmu.2022.1043968), r=0.654"
+THAI = "pediatric septic shock, Thailand, n=33, Iran J Pediatr (ijp-145347)"
+ARUP = "ARUP serum cytokine panel reference limit (FCYTP)"
+CCHMC = "CCHMC Ella CXCL9 reference limit <=647 pg/mL"
+WONG = "Wong et al., Crit Care Med 2018;46:e242: 42% A->B, 32% B->A by day 3"
 ASSUMPTION = "assumption"
 
 
@@ -122,31 +124,31 @@ PARAMETERS: tuple[Parameter, ...] = (
     _p("onset_spread_days", 730, "days", _a("onsets spread over two years from `start`")),
     _p("admission_before_onset_max_hours", 48, "h", _a("organ dysfunction starts after admission")),
     _p("ifng_high_share_of_hyperinflammatory", 0.40, "fraction",
-       _a("an IFN-gamma-high subgroup at HLH-like ranges, per §5.2 design")),
+       _a("an IFN-gamma-high subgroup at HLH-like ranges")),
     # Marker medians at onset for septic patients, canonical units.
     *_group_rows("median.il6", (6.0, 45.0, 189.0), "pg/mL",
                  _a("C anchored on " + INDIA + " median 189; A at the ARUP limit 5; B between")),
     *_group_rows("median.il10", (8.0, 40.0, 185.0), "pg/mL",
                  _a("C anchored on " + INDIA + " median 185; A under ARUP limit 18")),
     *_group_rows("median.ferritin", (110.0, 280.0, 1400.0), "ng/mL",
-                 _a("about 40% > 500 ng/mL overall; PHENOMS 29% > 500 (§5.1), sicker MODS mix")),
+                 _a("about 40% > 500 ng/mL overall, a sicker mix than 29% > 500 in " + PHENOMS)),
     *_group_rows("median.crp", (12.0, 35.0, 110.0), "mg/L",
-                 _a("C above the 40.8 mg/L Carcillo cut-off (§2.3); A near normal")),
+                 _a("C above the 40.8 mg/L CRP/ferritin high-risk cut-off (Carcillo group)")),
     *_group_rows("median.procalcitonin", (0.3, 1.0, 3.0), "ng/mL", _a("no pediatric source used")),
     *_group_rows("median.cxcl9", (220.0, 520.0, 2500.0), "pg/mL",
                  _a("UNSOURCED gap; A and B under " + CCHMC)),
     *_group_rows("median.ifng", (2.0, 4.0, 9.0), "pg/mL",
                  _a("UNSOURCED gap; A and B under " + ARUP + " 5 pg/mL")),
     *_group_rows("median.sil2r", (700.0, 1200.0, 2600.0), "pg/mL",
-                 _a("A under " + ARUP + " 1033; higher in hyperferritinemic sepsis (§2.3)")),
+                 _a("A under " + ARUP + " 1033; higher in " + PHENOMS)),
     *_group_rows("median.lymphocytes", (2.6, 1.8, 0.9), "10*3/uL",
                  _a("around " + THAI + " median 2.16; lymphopenia in C")),
     *_group_rows("median.platelets", (260.0, 200.0, 105.0), "10*3/uL",
-                 _a("around " + THAI + " median 205; more hematologic dysfunction in C (§1.4)")),
+                 _a("around " + THAI + " median 205; C: hematologic dysfunction, " + LINDELL)),
     *_group_rows("median.lactate", (1.2, 1.7, 2.6), "mmol/L",
-                 _a("A inside reference 0.5-2.2 mmol/L (§3.4); rising with severity")),
+                 _a("A inside reference 0.5-2.2 mmol/L (Phoenix rubric); rising with severity")),
     _p("median.cxcl9.ifng_high", 12000.0, "pg/mL",
-       _a("HLH-like; below adult HLH median 23,858 and the 16,100 prognostic cut-off (§2.5)")),
+       _a("HLH-like; under adult HLH median 23,858 and the 16,100 cut-off (Blood 2025)")),
     _p("median.ifng.ifng_high", 45.0, "pg/mL", _a("HLH-like, no pediatric sepsis source")),
     # Between-patient spread within a group (SD of the natural log).
     _p("sigma.il6", 1.1, "ln", _a("narrower than the pooled " + INDIA + " IQR (ln SD 1.55)")),
@@ -161,20 +163,20 @@ PARAMETERS: tuple[Parameter, ...] = (
     _p("sigma.platelets", 0.5, "ln", _a("narrower than " + THAI + " IQR (ln SD 1.49)")),
     _p("sigma.lactate", 0.45, "ln", ASSUMPTION),
     _p("sigma.draw_noise", 0.12, "ln", _a("analytical plus biological day-to-day noise")),
-    # Non-septic MODS as a scaled-down copy of septic values (§5.2 design).
-    _p("non_septic_factor.il6", 0.6, "ratio", _a("§5.2: non-septic MODS scaled down")),
-    _p("non_septic_factor.il10", 0.6, "ratio", _a("§5.2: non-septic MODS scaled down")),
-    _p("non_septic_factor.crp", 0.7, "ratio", _a("§5.2: non-septic MODS scaled down")),
+    # Non-septic MODS as a scaled-down copy of septic values.
+    _p("non_septic_factor.il6", 0.6, "ratio", _a("non-septic MODS scaled down")),
+    _p("non_septic_factor.il10", 0.6, "ratio", _a("non-septic MODS scaled down")),
+    _p("non_septic_factor.crp", 0.7, "ratio", _a("non-septic MODS scaled down")),
     _p("non_septic_factor.procalcitonin", 0.25, "ratio", _a("PCT tracks bacterial infection")),
     _p("age_factor.lymphocytes.infant", 1.8, "ratio", _a("higher ALC under 1 year")),
     _p("age_factor.lymphocytes.under_5y", 1.3, "ratio", _a("higher ALC under 5 years")),
     # Correlations between a patient's marker deviations (latent normal, log scale).
     _p("corr.il6.il10", 0.30, "r",
        _a("within-group; with the group effect the pooled r is about 0.65, as in " + SHANGHAI)),
-    _p("corr.ferritin.crp", 0.50, "r", _a("CRP and ferritin rise together (§2.3, §5.2)")),
+    _p("corr.ferritin.crp", 0.50, "r", _a("CRP and ferritin rise together in " + PHENOMS)),
     _p("corr.il6.crp", 0.40, "r", ASSUMPTION),
-    _p("corr.cxcl9.ifng", 0.60, "r", _a("CXCL9 is IFN-gamma induced (Buatois 2017, §2.5)")),
-    _p("corr.ferritin.cxcl9", 0.35, "r", _a("CXCL9 higher in hyperferritinemic sepsis (§2.3)")),
+    _p("corr.cxcl9.ifng", 0.60, "r", _a("CXCL9 is IFN-gamma induced (Buatois, Transl Res 2017)")),
+    _p("corr.ferritin.cxcl9", 0.35, "r", _a("CXCL9 higher in " + PHENOMS)),
     _p("corr.cxcl9.sil2r", 0.40, "r", ASSUMPTION),
     _p("corr.il6.lactate", 0.25, "r", ASSUMPTION),
     _p("corr.lymphocytes.platelets", 0.20, "r", ASSUMPTION),
@@ -189,10 +191,10 @@ PARAMETERS: tuple[Parameter, ...] = (
     _p("transition.complicated.intermediate.quiescent", 0.10, "fraction", ASSUMPTION),
     _p("transition.complicated.intermediate.hyperinflammatory", 0.35, "fraction", ASSUMPTION),
     _p("transition.complicated.hyperinflammatory.intermediate", 0.12, "fraction",
-       _a("persisting hyperinflammation; ferritin falls < 15% by day 3 (MALS, §2.5)")),
+       _a("persisting hyperinflammation")),
     _p("ferritin_rise.complicated", 1.2, "ratio",
        _a("ferritin keeps rising in a poor course: a fall < 15% by day 3 had > 90% sensitivity "
-          "for a poor outcome (MALS, §2.5)")),
+          "for a poor outcome in " + MALS)),
     _p("day7_step_toward_quiescent", 0.60, "fraction", _a("recovery by day 7 if not complicated")),
     _p("death_day_min", 1.5, "days", ASSUMPTION),
     _p("death_day_max", 14.0, "days", ASSUMPTION),
@@ -210,27 +212,27 @@ PARAMETERS: tuple[Parameter, ...] = (
     _p("never_measured.lactate", 0.08, "fraction", ASSUMPTION),
     _p("minimal_workup_share", 0.04, "fraction", _a("no IL-6 and no ferritin at all")),
     *_group_rows("send_out_ordered", (0.15, 0.30, 0.55), "fraction",
-                 _a("send-outs ordered when MAS/HLH is suspected (§2.5, Implications A)")),
+                 _a("send-outs ordered when MAS/HLH is suspected")),
     _p("send_out_analyte_present", 0.85, "fraction", ASSUMPTION),
     _p("send_out_day5_share", 0.30, "fraction", ASSUMPTION),
     _p("draw_skipped", 0.10, "fraction", _a("a scheduled draw not done")),
     # Result shapes that the mapping layer must handle.
-    _p("share.crp.mg_dl", 0.25, "fraction", _a("US pediatric labs often report mg/dL (§3.2)")),
-    _p("share.crp.hs_crp", 0.07, "fraction", _a("hs-CRP 30522-7 alias (§3.2)")),
-    _p("share.lactate.mass", 0.12, "fraction", _a("mg/dL under a mass code (§3.2)")),
+    _p("share.crp.mg_dl", 0.25, "fraction", _a("US pediatric labs often report mg/dL")),
+    _p("share.crp.hs_crp", 0.07, "fraction", _a("hs-CRP 30522-7 alias")),
+    _p("share.lactate.mass", 0.12, "fraction", _a("mg/dL under a mass code")),
     _p("share.lactate.blood", 0.25, "fraction", _a("32693-4 whole blood code")),
     _p("share.lactate.arterial", 0.10, "fraction", _a("2518-9 arterial code")),
-    _p("share.lymphocytes.per_ul", 0.30, "fraction", _a("ALC in cells/uL (§3.3)")),
+    _p("share.lymphocytes.per_ul", 0.30, "fraction", _a("ALC in cells/uL")),
     _p("share.lymphocytes.alt_code", 0.30, "fraction", _a("26474-7 instead of 731-0")),
     _p("share.platelets.alt_code", 0.15, "fraction", _a("26515-7 instead of 777-3")),
-    _p("share.platelets.si", 0.20, "fraction", _a("10*9/L (§3.3)")),
+    _p("share.platelets.si", 0.20, "fraction", _a("10*9/L")),
     _p("share.platelets.text_unit", 0.10, "fraction", _a("'K/uL' unit text without UCUM code")),
-    _p("share.ferritin.ug_l", 0.15, "fraction", _a("ug/L (§3.3)")),
+    _p("share.ferritin.ug_l", 0.15, "fraction", _a("ug/L")),
     _p("share.ferritin.immunoassay", 0.10, "fraction", _a("20567-4 code")),
-    _p("share.il6.ng_l", 0.05, "fraction", _a("ng/L (§3.3)")),
+    _p("share.il6.ng_l", 0.05, "fraction", _a("ng/L")),
     _p("share.procalcitonin.immunoassay", 0.20, "fraction", _a("75241-0 code")),
-    _p("share.sil2r.arbitrary", 0.08, "fraction", _a("U/mL, no fixed conversion (§3.3)")),
-    _p("share.ifng.arbitrary", 0.05, "fraction", _a("12729-0 units/volume assay (§3.2)")),
+    _p("share.sil2r.arbitrary", 0.08, "fraction", _a("U/mL, no fixed conversion")),
+    _p("share.ifng.arbitrary", 0.05, "fraction", _a("12729-0 units/volume assay")),
     _p("share.entered_in_error", 0.01, "fraction", _a("mis-keyed result, later voided")),
     _p("share.preliminary", 0.02, "fraction", ASSUMPTION),
     _p("share.amended", 0.01, "fraction", ASSUMPTION),
@@ -252,14 +254,14 @@ PARAMS: Mapping[str, float] = {row.key: row.value for row in PARAMETERS}
 SITE_OFFSETS_MINUTES: tuple[int, ...] = (-300, -240, -360, 0, 60)  # assumption: site time zones
 REFERENCE_HIGH: Mapping[str, float] = {
     "il6": 5.0, "il10": 18.0, "ifng": 5.0, "sil2r": 1033.0, "cxcl9": 647.0, "lactate": 2.2,
-}  # fmt: skip  # §3.4 reference limits, canonical units
+}  # fmt: skip  # laboratory reference limits (ARUP, CCHMC), canonical units
 REFERENCE_LOW: Mapping[str, float] = {"lactate": 0.5}
 DECIMALS: Mapping[str, int] = {
     "il6": 1, "il10": 1, "ferritin": 0, "crp": 1, "procalcitonin": 2, "cxcl9": 0,
     "ifng": 1, "sil2r": 0, "lymphocytes": 2, "platelets": 0, "lactate": 1,
 }  # fmt: skip
 
-# Nominal draw hours after onset per analyte: days 1-3 dense, days 5 and 7 sparse (§5.2).
+# Nominal draw hours after onset per analyte: days 1-3 dense, days 5 and 7 sparse.
 SCHEDULE_HOURS: Mapping[str, tuple[float, ...]] = {
     "lactate": (1, 7, 14, 24, 38, 50, 72),
     "crp": (3, 26, 50, 98, 146),
