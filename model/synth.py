@@ -9,6 +9,7 @@ byte-identical files.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import functools
@@ -40,14 +41,10 @@ SYNTHETIC_TAGS: tuple[dict[str, str], ...] = (
     {"system": "https://picu-endotype.org/fhir/CodeSystem/data-origin", "code": "synthetic"},
 )
 PATIENT_IDENTIFIER_SYSTEM = "https://picu-endotype.org/fhir/synthetic-patient"
-LAB_CATEGORY = {
-    "coding": [
-        {
-            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-            "code": "laboratory",
-            "display": "Laboratory",
-        }
-    ]
+LAB_CATEGORY_CODING = {
+    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+    "code": "laboratory",
+    "display": "Laboratory",
 }
 PICU_SERVICE = {
     "coding": [
@@ -513,7 +510,7 @@ def _encounter_resource(
         "meta": _meta(),
         "status": status,
         "class": dict(INPATIENT_CLASS),
-        "serviceType": PICU_SERVICE,
+        "serviceType": copy.deepcopy(PICU_SERVICE),
         "subject": {"reference": f"Patient/{patient_id}"},
         "period": period,
         "location": [{"location": {"display": "Pediatric intensive care unit (PICU)"}}],
@@ -575,7 +572,7 @@ class _Result:
     as_utc: bool = False  # render times in UTC ("Z") instead of the site offset
 
 
-def observation_resource(
+def _observation_resource(
     panel: Panel,
     result: _Result,
     patient_id: str,
@@ -591,7 +588,7 @@ def observation_resource(
         "id": result.observation_id,
         "meta": _meta(),
         "status": result.status,
-        "category": [LAB_CATEGORY],
+        "category": [{"coding": [dict(LAB_CATEGORY_CODING)]}],
         "code": {"coding": [coding], "text": panel.analytes[analyte].display},
         "subject": {"reference": f"Patient/{patient_id}"},
     }
@@ -808,7 +805,7 @@ def _render(
 ) -> list[dict[str, Any]]:
     """The Observation for one result, plus a voided mis-keyed twin now and then."""
     rendered = [
-        observation_resource(panel, result, ctx.patient_id, ctx.encounter_id, ctx.offset_minutes)
+        _observation_resource(panel, result, ctx.patient_id, ctx.encounter_id, ctx.offset_minutes)
     ]
     if _share(rng, "share.entered_in_error"):
         voided = dataclasses.replace(
@@ -818,7 +815,7 @@ def _render(
             status="entered-in-error",
         )
         rendered.append(
-            observation_resource(
+            _observation_resource(
                 panel, voided, ctx.patient_id, ctx.encounter_id, ctx.offset_minutes
             )
         )
@@ -1169,7 +1166,7 @@ def scenario_patient(kind: str, patient_id: str, *, now: datetime) -> list[dict[
         encounter_id, patient_id, period, status="in-progress", died=False
     )
     observations = [
-        observation_resource(panel, result, patient_id, encounter_id, offset)
+        _observation_resource(panel, result, patient_id, encounter_id, offset)
         for result in _scenario_results(panel, patient_id, now, hours_before, values)
     ]
     return [patient, encounter, *observations]

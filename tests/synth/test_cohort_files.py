@@ -196,3 +196,14 @@ def test_naive_start_time_is_refused() -> None:
 
 def test_packaged_data_card_names_the_generator_version() -> None:
     assert f"generator version **{GENERATOR_VERSION}**" in packaged_data_card()
+
+
+def test_resources_share_no_mutable_parts() -> None:
+    cohort = generate_cohort(3, seed=1)
+    first, second = cohort.observations[0], cohort.observations[1]
+    first["category"][0]["coding"][0]["code"] = "changed"
+    first["meta"]["tag"][0]["code"] = "changed"
+    cohort.encounters[0]["serviceType"]["coding"][0]["code"] = "changed"
+    assert second["category"][0]["coding"][0]["code"] == "laboratory"
+    assert second["meta"]["tag"][0]["code"] == "HTEST"
+    assert cohort.encounters[1]["serviceType"]["coding"][0]["code"] == "PEDICU"
