@@ -28,6 +28,7 @@ from model.assessment import (
 )
 
 SUMMARY_MAX_CHARS = 139  # "<140-character summary"
+MAX_EXCLUSIONS_SHOWN = 12  # excluded results listed one by one; the rest are counted
 SUMMARY_MAX_NAMES = 3  # missing markers named in an insufficient-data summary
 EXTENSION_KEY = "io.picu-endotype.assessment"
 TOPIC = {
@@ -281,7 +282,12 @@ def _excluded_section(timeline: Timeline, panel: Panel) -> list[str]:
     """Results that were recognised but not used, each with its reason."""
     if not timeline.exclusions:
         return []
-    return ["**Excluded results**", *(_exclusion_line(e, panel) for e in timeline.exclusions)]
+    shown = timeline.exclusions[:MAX_EXCLUSIONS_SHOWN]
+    lines = ["**Excluded results**", *(_exclusion_line(e, panel) for e in shown)]
+    hidden = len(timeline.exclusions) - len(shown)
+    if hidden:
+        lines.append(f"- and {hidden} more excluded results")
+    return lines
 
 
 def _exclusion_line(exclusion: Exclusion, panel: Panel) -> str:

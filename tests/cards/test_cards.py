@@ -526,3 +526,16 @@ def test_each_rule_shows_outcome_then_citation_and_note(scorer, make_card):
     assert lines[start + 2] == "  - adult threshold"
     assert "- not met: CRP ≥ 40 mg/L (4 mg/dL)" in lines
     assert "- not evaluable: CXCL9 > 647 pg/mL" in card["detail"]
+
+
+def test_many_excluded_results_are_listed_up_to_a_limit_and_counted(scorer, make_card):
+    errors = tuple(
+        Exclusion(reason=ExclusionReason.ENTERED_IN_ERROR, detail=f"row {n}", analyte="crp")
+        for n in range(20)
+    )
+    timeline = timeline_of(exclusions=errors)
+    card = make_card(scorer.assess(timeline), timeline)
+    section = card["detail"].split("**Excluded results**")[1].split("\n\n")[0]
+    listed = [line for line in section.splitlines() if line.startswith("- C-reactive protein")]
+    assert len(listed) == 12
+    assert "- and 8 more excluded results" in section
