@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from datetime import date
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from flask.testing import FlaskClient
 from pytest_httpserver import HTTPServer
+from werkzeug.wrappers import Request, Response
 
 from cds_service.app import create_app
 from cds_service.settings import Settings
@@ -30,7 +31,6 @@ from tests.auth.conftest import (
     client_entry,
     path_of,
 )
-from tests.cds_service.fhir_data import FakeFhirServer, patient
 from tests.conftest import CONFORMANCE
 from tests.support.hook_caller import hook_request
 from tests.support.leak_guard import register_secret
@@ -41,10 +41,25 @@ SANDBOX = "https://sandbox.cds-hooks.org"
 TokenFactory = Callable[..., str | None]
 
 
+@dataclass
+class ChildOnlyFhir:
+    """A FHIR stub knowing one child and no results; it records each call's Authorization."""
+
+    authorizations: list[str | None] = field(default_factory=list)
+
+    def __call__(self, request: Request) -> Response:
+        self.authorizations.append(request.headers.get("Authorization"))
+        if request.path.endswith(f"/Patient/{PATIENT_ID}"):
+            body = {"resourceType": "Patient", "id": PATIENT_ID, "birthDate": "2021-03-01"}
+        else:
+            body = {"resourceType": "Bundle", "type": "searchset", "total": 0}
+        return Response(json.dumps(body), content_type="application/fhir+json")
+
+
 @pytest.fixture
-def fake_fhir(httpserver: HTTPServer) -> FakeFhirServer:
-    """A FHIR server knowing one child and no results; it records every call it gets."""
-    fake = FakeFhirServer(patients={PATIENT_ID: patient(PATIENT_ID, date(2021, 3, 1))})
+def fake_fhir(httpserver: HTTPServer) -> ChildOnlyFhir:
+    """The stub, serving every path under /fhir/."""
+    fake = ChildOnlyFhir()
     httpserver.expect_request(re.compile(r"/fhir/.*")).respond_with_handler(fake)
     return fake
 
