@@ -76,3 +76,10 @@ def test_streamed_cohort_matches_the_in_memory_writer(tmp_path: Path, unlabelled
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "memory" / name).read_bytes()
     cli_card = (tmp_path / "cli" / "data_card.md").read_text(encoding="utf-8")
     assert cli_card == (tmp_path / "memory" / "data_card.md").read_text(encoding="utf-8")
+
+
+def test_picu_endotype_synth_subcommand_runs_this_module(tmp_path: Path) -> None:
+    from cds_service.cli import main
+
+    assert main(["synth", "--n", "4", "--seed", "2", "--out", str(tmp_path)]) == 0
+    assert len((tmp_path / "Patient.ndjson").read_text(encoding="utf-8").splitlines()) == 4
