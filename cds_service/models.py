@@ -213,6 +213,10 @@ class Action(_Outbound):
         return self
 
 
+class SystemAction(Action):
+    """An action the client may apply without a card (https://cds-hooks.hl7.org/2.0/#system-action)."""
+
+
 class Suggestion(_Outbound):
     """A set of actions offered together (https://cds-hooks.hl7.org/2.0/#suggestion)."""
 
@@ -272,7 +276,7 @@ class HookResponse(_Outbound):
     """The body of a service response (https://cds-hooks.hl7.org/2.0/#cds-service-response)."""
 
     cards: list[Card]
-    systemActions: Annotated[list[Action], Field(min_length=1)] | None = None
+    systemActions: Annotated[list[SystemAction], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _no_empty_values(self) -> HookResponse:

@@ -13,10 +13,12 @@ from cds_service.models import (
     Card,
     Feedback,
     FeedbackItem,
+    FhirAuthorization,
     HookRequest,
     HookResponse,
     Link,
     PatientViewContext,
+    Service,
     Services,
     find_empty_value,
 )
@@ -154,6 +156,29 @@ def test_spec_feedback_examples_parse(conformance_example, name: str) -> None:
     assert [str(item.card) for item in feedback.feedback] == [
         item["card"] for item in example["feedback"]
     ]
+
+
+def test_spec_fhir_authorization_fragment_parses(conformance_example) -> None:
+    fragment = conformance_example("spec-2.0.1-request-fhirAuthorization.json")
+    authorization = FhirAuthorization.model_validate(fragment["fhirAuthorization"])
+    assert (authorization.token_type, authorization.expires_in) == ("Bearer", 300)
+
+
+def test_spec_prefetch_templates_fragment_parses_as_a_service(conformance_example) -> None:
+    fragment = conformance_example("spec-2.0.1-discovery-prefetch-templates.json")
+    service = {"hook": "patient-view", "description": "d", "id": "s", **fragment}
+    assert Service.model_validate(service).prefetch == fragment["prefetch"]
+
+
+def test_spec_prefetch_data_fragment_parses_in_a_request(conformance_example) -> None:
+    fragment = conformance_example("spec-2.0.1-request-prefetch-data.json")
+    body = {
+        "hook": "patient-view",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/1", "patientId": "p1"},
+        **fragment,
+    }
+    assert HookRequest.model_validate(body).prefetch == fragment["prefetch"]
 
 
 def test_request_without_hook_instance_is_refused_rather_than_invented(conformance_example) -> None:
