@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -20,8 +21,11 @@ from cds_service.models import (
     PatientViewContext,
     Service,
     Services,
+    Source,
+    Suggestion,
     find_empty_value,
 )
+from tests.conftest import CONFORMANCE
 
 
 def _card(**fields: Any) -> dict[str, Any]:
@@ -348,3 +352,47 @@ def test_response_with_an_empty_value_in_a_system_action_is_refused() -> None:
     }
     with pytest.raises(ValidationError, match=r"systemActions\[0\]\.resource\.note"):
         HookResponse.model_validate({"cards": [], "systemActions": [action]})
+
+
+# Logical model element path -> our model; FHIR tools IG StructureDefinitions (hl7.fhir.uv.tools).
+LOGICAL_MODELS: dict[str, type] = {
+    "CDSHooksResponse.cards": Card,
+    "CDSHooksResponse.cards.source": Source,
+    "CDSHooksResponse.cards.suggestions": Suggestion,
+    "CDSHooksResponse.cards.suggestions.actions": Action,
+    "CDSHooksResponse.cards.links": Link,
+    "CDSHooksRequest": HookRequest,
+    "CDSHooksRequest.fhirAuthorization": FhirAuthorization,
+    "CDSHooksServices.services": Service,
+    "CDSHookPatientViewContext": PatientViewContext,
+}
+JSON_NAMES = {"accessToken": "access_token", "tokenType": "token_type", "expiresIn": "expires_in"}
+
+
+def _logical_elements() -> list[tuple[str, str, int]]:
+    """(parent path, field, min) for every element whose parent we model."""
+    elements = []
+    for name in ("CDSHooksResponse", "CDSHooksRequest", "CDSHooksServices"):
+        elements += _elements_of(name)
+    return elements + _elements_of("CDSHookPatientViewContext")
+
+
+def _elements_of(name: str) -> list[tuple[str, str, int]]:
+    path = CONFORMANCE / "logical-models" / f"StructureDefinition-{name}.json"
+    definition = json.loads(path.read_text())
+    found = []
+    for element in definition["differential"]["element"]:
+        parent, _, field = element["path"].rpartition(".")
+        if parent in LOGICAL_MODELS:
+            found.append((parent, JSON_NAMES.get(field, field), element.get("min", 0)))
+    return found
+
+
+@pytest.mark.parametrize(("parent", "field", "minimum"), _logical_elements())
+def test_every_logical_model_element_exists_and_required_ones_are_required(
+    parent: str, field: str, minimum: int
+) -> None:
+    model = LOGICAL_MODELS[parent]
+    assert field in model.model_fields, f"{parent}.{field} missing from {model.__name__}"
+    if minimum >= 1:
+        assert model.model_fields[field].is_required(), f"{model.__name__}.{field}"
