@@ -70,10 +70,9 @@ def test_hyperinflammatory_patients_with_a_complicated_course_mostly_persist(
     large_cohort: Cohort,
 ) -> None:
     latent = {state.patient_id: state for state in large_cohort.latent}
-    hyper = [row for row in _rows(large_cohort, HYPERINFLAMMATORY)]
-    persisting = [latent[r.patient_id].day7_group == HYPERINFLAMMATORY for r in hyper]
+    hyper = _rows(large_cohort, HYPERINFLAMMATORY)
+    persisting = np.array([latent[r.patient_id].day7_group == HYPERINFLAMMATORY for r in hyper])
     complicated = np.array([r.complicated_course for r in hyper], dtype=bool)
-    persisting = np.array(persisting)
     assert persisting[complicated].mean() > persisting[~complicated].mean() + 0.3
 
 
