@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from importlib.metadata import PackageNotFoundError, version
 
-from flask import Blueprint, Flask, jsonify
+from flask import Blueprint, Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from cds_service.settings import Settings, load_settings
@@ -47,6 +47,12 @@ def load_scorer(settings: Settings) -> Scorer:
     return load_rule_scorer()
 
 
+def _forbid_caching(response: Response) -> Response:
+    """Cards and errors concern one patient at one moment: no cache may keep them."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
 def _register_model_card(app: Flask) -> None:
     """Serve GET /model-card when that module is part of this build."""
     if importlib.util.find_spec("cds_service.model_card") is not None:
@@ -76,5 +82,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     hooks.init_app(app, engine)
     feedback.init_app(app, settings)
     app.register_blueprint(health_bp)
+    app.after_request(_forbid_caching)
     _register_model_card(app)
     return app

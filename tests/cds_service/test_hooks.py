@@ -114,9 +114,11 @@ def test_complete_prefetch_gives_one_card_and_no_fhir_requests(
         fhir_server=fhir_base,
         fhir_authorization=fhir_authorization(),
     )
-    cards = _assert_conformant(caller.call(body))
+    response = caller.call(body)
+    cards = _assert_conformant(response)
     assert len(cards) == 1
     assert httpserver.log == []
+    assert response.headers["Cache-Control"] == "no-store"
 
 
 def test_prefetch_omitted_queries_fhir_with_the_token_and_gives_the_same_card(
