@@ -157,3 +157,60 @@ def _check_hash(path: Path, metadata: Mapping[str, Any]) -> None:
     actual = sha256_of(path)
     if expected != actual:
         raise ModelFileError(f"model file {path.name} does not match the hash in its metadata")
+
+
+@dataclass(frozen=True)
+class LinearForm:
+    """A fitted multiclass pipeline as plain arrays: predict_proba without per-call overhead."""
+
+    medians: np.ndarray  # imputation value per analyte, on the log1p scale
+    indicator_columns: np.ndarray  # analytes that get a missingness indicator
+    means: np.ndarray  # scaler means over analytes then indicators
+    scales: np.ndarray
+    coef: np.ndarray  # (n_classes, n_inputs), rows in `estimator.classes_` order
+    intercept: np.ndarray
+    beta: float  # temperature-scaling factor on the logits
+
+    def standardised(self, rows: np.ndarray) -> np.ndarray:
+        """Rows after log, imputation with indicators, and scaling."""
+        logged = np.log1p(rows)
+        missing = np.isnan(logged)
+        filled = np.where(missing, self.medians, logged)
+        indicators = missing[:, self.indicator_columns].astype(float)
+        return (np.hstack([filled, indicators]) - self.means) / self.scales
+
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities, columns in `estimator.classes_` order."""
+        logits = self.beta * (self.standardised(rows) @ self.coef.T + self.intercept)
+        logits -= logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+
+def linear_form(estimator: CalibratedClassifierCV, n_features: int) -> LinearForm | None:
+    """The estimator's arrays, or None unless they reproduce `predict_proba` on probe rows."""
+    pipeline = base_pipeline(estimator)
+    logreg = pipeline["logreg"]
+    if estimator.method != "temperature" or logreg.coef_.shape[0] < 3:
+        return None
+    imputer, scaler = pipeline["impute"], pipeline["scale"]
+    form = LinearForm(
+        medians=np.asarray(imputer.statistics_, dtype=float),
+        indicator_columns=np.asarray(imputer.indicator_.features_, dtype=int),
+        means=np.asarray(scaler.mean_, dtype=float),
+        scales=np.asarray(scaler.scale_, dtype=float),
+        coef=np.asarray(logreg.coef_, dtype=float),
+        intercept=np.asarray(logreg.intercept_, dtype=float),
+        beta=float(estimator.calibrated_classifiers_[0].calibrators[0].beta_),
+    )
+    probes = _probe_rows(n_features)
+    matches = np.allclose(form.probabilities(probes), estimator.predict_proba(probes), atol=1e-12)
+    return form if matches else None
+
+
+def _probe_rows(n_features: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    rows = np.exp(rng.normal(2.0, 2.0, size=(64, n_features)))
+    rows[rng.random(rows.shape) < 0.3] = np.nan
+    rows[0] = np.nan
+    return rows

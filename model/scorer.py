@@ -26,6 +26,7 @@ from model.features import REQUIRED_ANALYTES, feature_row, missing_analytes
 from model.pipeline import (
     EndotypeModel,
     class_coefficients,
+    linear_form,
     load_model,
     standardised_inputs,
     transformed_names,
@@ -52,6 +53,8 @@ class ModelScorer:
         self._coefficients = class_coefficients(model.estimator, model.high_risk_class)
         self._classes = [str(name) for name in model.estimator.classes_]
         self._info = _scorer_info(model)
+        # plain-array form of the same model, used only when it reproduces predict_proba
+        self._form = linear_form(model.estimator, len(model.analytes))
 
     @property
     def info(self) -> ScorerInfo:
@@ -68,7 +71,7 @@ class ModelScorer:
         if absent_required:
             return self._insufficient(used, missing, rule_evidence, absent_required)
         row = feature_row(timeline, analytes)
-        probabilities = self.model.estimator.predict_proba(row[np.newaxis, :])[0]
+        probabilities = self._probabilities(row)
         by_class = {name: float(p) for name, p in zip(self._classes, probabilities, strict=True)}
         high = by_class[self.model.high_risk_class]
         flagged = high >= self.model.threshold
@@ -87,11 +90,23 @@ class ModelScorer:
             limitations=self._limitations(),
         )
 
+    def _probabilities(self, row: np.ndarray) -> np.ndarray:
+        rows = row[np.newaxis, :]
+        if self._form is not None:
+            return self._form.probabilities(rows)[0]
+        return self.model.estimator.predict_proba(rows)[0]
+
+    def _standardised(self, row: np.ndarray) -> np.ndarray:
+        rows = row[np.newaxis, :]
+        if self._form is not None:
+            return self._form.standardised(rows)[0]
+        return standardised_inputs(self.model.estimator, rows)[0]
+
     def contributions(
         self, row: np.ndarray, missing: tuple[str, ...]
     ) -> tuple[tuple[str, float], ...]:
         """Top observed markers by |coefficient × standardised value| toward the high-risk class."""
-        standardised = standardised_inputs(self.model.estimator, row[np.newaxis, :])[0]
+        standardised = self._standardised(row)
         terms = {
             name: float(coef * value)
             for name, coef, value in zip(self._names, self._coefficients, standardised, strict=True)

@@ -21,6 +21,7 @@ def test_rebuilding_the_default_model_gives_the_shipped_coefficients(tmp_path):
             class_coefficients(shipped.estimator, name),
             rtol=1e-9,
             atol=1e-12,
+            err_msg="shipped default model is out of date: run `python -m model.build_default`",
         )
     assert rebuilt.threshold == shipped.threshold
 

@@ -96,3 +96,31 @@ def test_transformed_names_start_with_the_analytes(small_model):
     names = transformed_names(small_model.estimator, small_model.analytes)
     assert names[: len(small_model.analytes)] == list(small_model.analytes)
     assert all(name.startswith("missingindicator_") for name in names[len(small_model.analytes) :])
+
+
+def test_linear_form_reproduces_predict_proba_on_cohort_rows(small_model, small_cohort):
+    from model.cohort import cohort_timelines
+    from model.features import feature_matrix
+    from model.pipeline import linear_form
+
+    rows = feature_matrix(
+        cohort_timelines(small_cohort, progress=False)[:200], small_model.analytes
+    )
+    form = linear_form(small_model.estimator, len(small_model.analytes))
+    assert form is not None
+    np.testing.assert_allclose(
+        form.probabilities(rows), small_model.estimator.predict_proba(rows), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        form.standardised(rows), standardised_inputs(small_model.estimator, rows), atol=1e-12
+    )
+
+
+def test_linear_form_is_not_used_for_a_two_class_model():
+    from model.pipeline import build_classifier, linear_form
+
+    rng = np.random.default_rng(0)
+    rows = np.exp(rng.normal(size=(200, 3)))
+    labels = np.where(rows[:, 0] > 1.0, "hyperinflammatory-il6-ifng", "quiescent")
+    estimator = build_classifier().fit(rows, labels)
+    assert linear_form(estimator, 3) is None

@@ -134,3 +134,17 @@ def test_default_scorer_limitations_state_synthetic_training(scorer, make_timeli
     assert assessment.limitations[0] == SYNTHETIC_NOTICE
     assert any("Not the published study's model" in line for line in assessment.limitations)
     assert dataclasses.asdict(assessment.scorer)["kind"] == "model"
+
+
+def test_scorer_probability_equals_the_estimators(scorer, make_timeline):
+    import numpy as np
+
+    from model.features import feature_row
+
+    timeline = make_timeline({k: v for k, v in HIGH.items() if k != "sil2r"})
+    row = feature_row(timeline, scorer.model.analytes)[np.newaxis, :]
+    expected = scorer.model.estimator.predict_proba(row)[0]
+    classes = [str(c) for c in scorer.model.estimator.classes_]
+    assessment = scorer.assess(timeline)
+    for name, probability in zip(classes, expected, strict=True):
+        assert assessment.class_probabilities[name] == pytest.approx(probability, abs=1e-12)
