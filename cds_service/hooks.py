@@ -245,22 +245,29 @@ def init_app(app: Flask, engine: HookEngine) -> None:
 
 
 def _audit(
-    hook_request: HookRequest | None, client: CdsClient, outcome: str, **fields: Any
+    hook_request: HookRequest | None,
+    client: CdsClient,
+    outcome: str,
+    started: float,
+    sources: Mapping[str, str] | None = None,
 ) -> None:
-    """One INFO line per hook: identifiers and outcome, never patient values or tokens."""
-    engine: HookEngine = current_app.extensions[ENGINE_KEY]
-    info = engine.scorer.info
-    hook_instance = hook_request.hookInstance if hook_request else None
-    extra = " ".join(f"{key}={value}" for key, value in fields.items())
+    """One INFO line per hook: identifiers, outcome and timing; no patient values, no tokens."""
+    info = _engine().scorer.info
     audit_log.info(
-        "hook hookInstance=%s iss=%s outcome=%s scorer=%s/%s %s",
-        hook_instance,
+        "hook hookInstance=%s iss=%s outcome=%s scorer=%s/%s sources=%s duration_ms=%.0f",
+        hook_request.hookInstance if hook_request else None,
         client.iss,
         outcome,
         info.id,
         info.version,
-        extra,
+        _describe_sources(sources or {}),
+        (time.perf_counter() - started) * 1000,
     )
+
+
+def _engine() -> HookEngine:
+    """The running app's hook engine."""
+    return current_app.extensions[ENGINE_KEY]
 
 
 @bp.post("/cds-services/<service_id>")
@@ -273,25 +280,13 @@ def call_service(service_id: str) -> ResponseReturnValue:
     hook_request = None
     try:
         hook_request, context = parse_hook_request(service)
-        engine: HookEngine = current_app.extensions[ENGINE_KEY]
-        outcome = engine.respond(hook_request, context, client)
+        outcome = _engine().respond(hook_request, context, client)
     except Exception as error:
         code = error.code if isinstance(error, CdsError) else InternalError.code
-        _audit(hook_request, client, code, duration_ms=_elapsed_ms(started))
+        _audit(hook_request, client, code, started)
         raise
-    _audit(
-        hook_request,
-        client,
-        outcome.pathway,
-        sources=_describe_sources(outcome.sources),
-        duration_ms=_elapsed_ms(started),
-    )
+    _audit(hook_request, client, outcome.pathway, started, outcome.sources)
     return jsonify(outcome.response.to_json())
-
-
-def _elapsed_ms(started: float) -> str:
-    """Milliseconds since `started`, for the audit line."""
-    return f"{(time.perf_counter() - started) * 1000:.0f}"
 
 
 def _describe_sources(sources: Mapping[str, str]) -> str:
