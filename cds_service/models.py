@@ -39,7 +39,7 @@ def _absolute_url(value: str) -> str:
 Text = Annotated[str, StringConstraints(min_length=1)]
 AbsoluteUrl = Annotated[str, StringConstraints(min_length=1), AfterValidator(_absolute_url)]
 FhirId = Annotated[str, StringConstraints(pattern=FHIR_ID_PATTERN)]
-Extension = Annotated[dict[str, Any], Field(min_length=1)]
+JsonObject = Annotated[dict[str, Any], Field(min_length=1)]  # a non-empty JSON object
 
 
 class _Inbound(BaseModel):
@@ -106,7 +106,7 @@ class Service(_Outbound):
     id: Text
     prefetch: Annotated[dict[str, Text], Field(min_length=1)] | None = None
     usageRequirements: Text | None = None
-    extension: Extension | None = None
+    extension: JsonObject | None = None
 
 
 class Services(_Outbound):
@@ -198,9 +198,9 @@ class Action(_Outbound):
 
     type: ActionType
     description: Text
-    resource: Extension | None = None
+    resource: JsonObject | None = None
     resourceId: Text | None = None
-    extension: Extension | None = None
+    extension: JsonObject | None = None
 
     @model_validator(mode="after")
     def _resource_matches_type(self) -> Action:
@@ -224,7 +224,7 @@ class Suggestion(_Outbound):
     uuid: UUID | None = None
     isRecommended: bool | None = None
     actions: Annotated[list[Action], Field(min_length=1)] | None = None
-    extension: Extension | None = None
+    extension: JsonObject | None = None
 
 
 class Link(_Outbound):
@@ -235,7 +235,7 @@ class Link(_Outbound):
     type: LinkType
     appContext: Text | None = None
     autolaunchable: bool | None = None
-    extension: Extension | None = None
+    extension: JsonObject | None = None
 
     @model_validator(mode="after")
     def _app_context_only_for_smart(self) -> Link:
@@ -257,7 +257,7 @@ class Card(_Outbound):
     selectionBehavior: SelectionBehavior | None = None
     overrideReasons: Annotated[list[OverrideReason], Field(min_length=1)] | None = None
     links: Annotated[list[Link], Field(min_length=1)] | None = None
-    extension: Extension | None = None
+    extension: JsonObject | None = None
 
     @model_validator(mode="after")
     def _suggestions_are_consistent(self) -> Card:
