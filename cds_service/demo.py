@@ -371,9 +371,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM."""
+    """Say how to stop, then block until Ctrl-C or SIGTERM."""
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        print("Press Ctrl-C to stop.", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -418,6 +419,5 @@ def _run_demo(args: argparse.Namespace) -> int:
         print(f"CDS service:  {service_url}/cds-services   (model card: {service_url}/model-card)")
         print(f"FHIR server:  {sandbox.base_url}   (console: {sandbox.console_url})")
         if not args.once:
-            print("Press Ctrl-C to stop.", flush=True)
             wait_for_interrupt()
     return 0

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cds_service.demo import DEMO_PATIENTS
 from cds_service.sandbox_fhir import SandboxFhir
@@ -49,3 +53,33 @@ def test_demo_once_prints_each_synthetic_patients_card_and_exits_cleanly(
         assert "Summary:" in section
     assert "/ui/" in output
     assert not JWT_SHAPE.search(output + completed.stderr)
+
+
+def _listening(url: str) -> bool:
+    parts = urlsplit(url)
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex((parts.hostname, parts.port)) == 0
+
+
+def test_demo_waits_for_ctrl_c_then_stops_the_service_and_the_fhir_server(
+    sandbox_fhir: SandboxFhir,
+) -> None:
+    command = [part for part in _demo_command() if part != "--once"]
+    demo = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(300, demo.kill)
+    watchdog.start()
+    try:
+        lines = []
+        while not (line := demo.stdout.readline()).startswith("Press Ctrl-C"):
+            assert line, "the demo ended before waiting for Ctrl-C"
+            lines.append(line)
+        urls = re.findall(r"(http://127\.0\.0\.1:\d+)/", "".join(lines[-3:]))
+        assert len(set(urls)) == 2 and all(_listening(url) for url in urls)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 0
+    finally:
+        watchdog.cancel()
+        if demo.poll() is None:
+            demo.kill()
+    assert not any(_listening(url) for url in urls)
