@@ -92,7 +92,7 @@ def read_json_body() -> Any:
     body = read_body()
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise MalformedJson("The request body is not valid JSON.") from None
 
 

@@ -30,6 +30,19 @@ def test_body_that_is_not_utf8_is_400_malformed(caller: HookCaller) -> None:
     assert_outcome(response, 400, "PICU-400-MALFORMED-JSON")
 
 
+def test_json_nested_deeper_than_the_parser_allows_is_400_malformed(caller: HookCaller) -> None:
+    depth = 100_000
+    body = b"[" * depth + b"]" * depth
+    path = "/cds-services/picu-immune-endotype"
+    response = caller.client.post(
+        path,
+        content_type="application/json",
+        headers=caller.headers(path),
+        environ_overrides={"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))},
+    )
+    assert_outcome(response, 400, "PICU-400-MALFORMED-JSON")
+
+
 def test_text_plain_body_is_415(caller: HookCaller) -> None:
     response = caller.call(hook_request("p1"), content_type="text/plain")
     assert_outcome(response, 415, "PICU-415-NOT-JSON")
