@@ -83,7 +83,7 @@ class ModelScorer:
             used=used,
             missing=missing,
             required=REQUIRED_ANALYTES,
-            reasons=self._reasons(high, flagged),
+            reasons=self._reasons(high, flagged, missing),
             probability=high,
             class_probabilities=by_class,
             contributions=self.contributions(row, missing),
@@ -152,12 +152,17 @@ class ModelScorer:
             note=SYNTHETIC_NOTICE if self._info.synthetic_training_data else "",
         )
 
-    def _reasons(self, high: float, flagged: bool) -> tuple[str, ...]:
+    def _reasons(self, high: float, flagged: bool, missing: tuple[str, ...]) -> tuple[str, ...]:
         relation = "at or above" if flagged else "below"
         reasons = [
             f"Model probability of the high-risk IL-6/IFN-γ endotype {high:.2f} is {relation} "
             f"the threshold {self.model.threshold:.2f} chosen on validation data."
         ]
+        if missing:
+            reasons.append(
+                f"Not available, so filled by the model's missing-value handling (training "
+                f"median plus a missingness indicator): {', '.join(missing)}."
+            )
         if self._info.synthetic_training_data:
             reasons.append(SYNTHETIC_NOTICE)
         return tuple(reasons)

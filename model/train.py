@@ -19,6 +19,7 @@ import numpy as np
 import sklearn
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
+from tqdm import tqdm
 
 from model.assessment import Endotype
 from model.cohort import Cohort, PatientOutcome, cohort_timelines
@@ -146,10 +147,15 @@ def train_model(
         random_state=random_state,
     )
     fit_rows, check_rows = split
+    steps = tqdm(total=3, desc="train", unit="step", disable=not progress)
     penalty = choose_penalty(data.features[fit_rows], data.labels[fit_rows], random_state)
+    steps.update()
     estimator = build_classifier(C=penalty, random_state=random_state)
     estimator.fit(data.features[fit_rows], data.labels[fit_rows])
+    steps.update()
     validation = _validate(estimator, data, check_rows)
+    steps.update()
+    steps.close()
     metadata = _metadata(
         data, cohort, validation, model_id, version, description, penalty, random_state
     )

@@ -193,3 +193,21 @@ def test_evaluate_cli_refuses_an_altered_model(small_cohort_dir, tmp_path, capsy
     assert _run(evaluate_cli, argv) == 2
     assert "hash" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_unlabelled_cohort_is_compared_with_endotypes_derived_on_it(small_cohort):
+    from dataclasses import replace
+
+    from model.cohort import Cohort
+    from model.scorer import DEFAULT_MODEL_PATH
+
+    unlabelled = Cohort(
+        outcomes=tuple(replace(row, reference_endotype=None) for row in small_cohort.outcomes),
+        observations=small_cohort.observations,
+        n_patient_resources=small_cohort.n_patient_resources,
+        n_synthetic_patients=small_cohort.n_synthetic_patients,
+    )
+    model = load_model(DEFAULT_MODEL_PATH)
+    report = evaluate_model(model, unlabelled, n_bootstrap=20, progress=False)
+    assert report["agreement"]["source"] == "endotypes derived on this cohort"
+    assert report["agreement"]["n"] == report["cohort"]["n_scored"]

@@ -148,3 +148,15 @@ def test_scorer_probability_equals_the_estimators(scorer, make_timeline):
     assessment = scorer.assess(timeline)
     for name, probability in zip(classes, expected, strict=True):
         assert assessment.class_probabilities[name] == pytest.approx(probability, abs=1e-12)
+
+
+def test_markers_filled_by_missing_value_handling_are_named(scorer, make_timeline):
+    values = {k: v for k, v in LOW.items() if k not in {"cxcl9", "sil2r"}}
+    reasons = scorer.assess(make_timeline(values)).reasons
+    filled = [line for line in reasons if "missing-value handling" in line]
+    assert filled and filled[0].endswith("cxcl9, sil2r.")
+
+
+def test_complete_panel_names_no_filled_markers(scorer, make_timeline):
+    reasons = scorer.assess(make_timeline(LOW)).reasons
+    assert not any("missing-value handling" in line for line in reasons)
