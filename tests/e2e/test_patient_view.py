@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,8 +82,8 @@ def test_resolving_card_shows_the_il6_trend_from_baseline_to_latest_in_the_detai
     values = _il6_in_window(scenario_resources["resolving"], scenario_now)
     assert len(values) >= 2 and values[0] > values[-1]  # the scenario: IL-6 falling in the window
     card = _only_card(hook_caller.call(hook_request(scenario_patients["resolving"], **fhir_access)))
-    trend = f"{values[0]:g} → {values[-1]:g}"
-    assert trend in card["detail"]
+    trend = re.compile(rf"baseline `{values[0]:g} pg/mL` \([^)]*\) → latest `{values[-1]:g} pg/mL`")
+    assert trend.search(card["detail"]), card["detail"]
 
 
 @pytest.mark.parametrize("kind", [kind for kind, _ in EXPECTED_PATHWAYS])
