@@ -13,8 +13,9 @@ from cds_service.demo import build_prefetch
 from cds_service.sandbox_fhir import SandboxFhir
 from cds_service.settings import Settings
 from tests.support.hook_caller import hook_request
+from tests.support.tokens import SigningKey
 
-from .conftest import ASSESSMENT_EXTENSION, HookCaller
+from .conftest import ASSESSMENT_EXTENSION, EHR_ISSUER, SERVICE_BASE_URL, HookCaller, e2e_settings
 
 IL6_LOINC = "26881-3"
 EXPECTED_PATHWAYS = [
@@ -103,3 +104,30 @@ def test_prefetch_from_the_discovery_templates_gives_the_same_card_as_direct_que
     assert json.dumps(_without_uuids(with_prefetch), sort_keys=True) == json.dumps(
         _without_uuids(with_queries), sort_keys=True
     )
+
+
+@pytest.fixture(scope="module")
+def model_hook_caller(
+    sandbox_fhir: SandboxFhir, ehr_key: SigningKey, tmp_path_factory: pytest.TempPathFactory
+) -> HookCaller:
+    """The service with the packaged scikit-learn model as its scorer."""
+    from cds_service.app import create_app
+
+    settings = e2e_settings(sandbox_fhir, ehr_key, tmp_path_factory.mktemp("model-state"))
+    app = create_app(settings.model_copy(update={"scorer": "model"}))
+    return HookCaller(app.test_client(), ehr_key, EHR_ISSUER, SERVICE_BASE_URL)
+
+
+@pytest.mark.parametrize("kind", ["hyperinflammatory", "quiescent"])
+def test_packaged_model_card_says_it_was_trained_on_synthetic_data(
+    model_hook_caller: HookCaller,
+    scenario_patients: dict[str, str],
+    fhir_access: dict[str, Any],
+    kind: str,
+) -> None:
+    card = _only_card(model_hook_caller.call(hook_request(scenario_patients[kind], **fhir_access)))
+    scorer = card["extension"][ASSESSMENT_EXTENSION]["scorer"]
+    assert scorer["kind"] == "model"
+    assert scorer["syntheticTrainingData"] is True
+    assert "SYNTHETIC" in card["detail"]
+    assert "synthetic" in card["summary"].lower()
