@@ -29,7 +29,7 @@ from model.cohort import Cohort, PatientOutcome, cohort_timelines
 from model.derive import derive_endotypes
 from model.features import feature_matrix
 from model.pipeline import EndotypeModel
-from model.train import age_band, eligible_rows
+from model.train import eligible_rows, subgroup_of
 
 OUTCOMES: tuple[str, ...] = ("picu_death", "complicated_course", "sepsis")
 INSUFFICIENT = "insufficient-data"
@@ -323,11 +323,9 @@ def _outcomes_by_endotype(
 
 
 def _subgroups(rows: Sequence[PatientOutcome], high: np.ndarray, boot: np.ndarray) -> list[dict]:
-    keys = {
-        "age band": [age_band(row.age_months) for row in rows],
-        "sex": [row.sex for row in rows],
-        "organ dysfunction": ["sepsis" if row.sepsis else "non-sepsis" for row in rows],
-    }
+    memberships = [subgroup_of(row) for row in rows]
+    factors = ("age band", "sex", "organ dysfunction")
+    keys = {factor: [member[factor] for member in memberships] for factor in factors}
     table = []
     for factor, values in keys.items():
         values_array = np.array(values, dtype=object)

@@ -233,13 +233,22 @@ def _performance(meta: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         (
             category,
             "Fairness in test data from the same source",
-            "Not yet measured for this model file; `picu-endotype evaluate` reports it by "
-            "subgroup.",
+            _subgroup_text(internal.get("auroc_high_risk_class_by_subgroup")),
         ),
         (category, "Validity in external data", NOT_YET_MEASURED),
         (category, "Fairness in external data", NOT_YET_MEASURED),
         (category, "References to evaluation of use on outcomes", NOT_YET_MEASURED),
     ]
+
+
+def _subgroup_text(by_subgroup: Mapping[str, Any] | None) -> str:
+    if not by_subgroup:
+        return NOT_YET_MEASURED
+    parts = [
+        f"{name} (n={figures['n']}): {figures['auroc'] if figures['auroc'] is not None else 'n/a'}"
+        for name, figures in by_subgroup.items()
+    ]
+    return "AUROC for the high-risk class on the validation split by subgroup: " + "; ".join(parts)
 
 
 def _maintenance(evaluation: Mapping[str, Any] | None) -> list[tuple[str, str, str]]:

@@ -183,6 +183,29 @@ def _validate(estimator: Any, data: TrainingData, rows: np.ndarray) -> dict[str,
         "specificity_at_threshold": round(float(np.mean(~flagged[~is_high])), 4),
         "auroc_picu_death": _auroc([o.picu_death for o in outcomes], high),
         "auroc_complicated_course": _auroc([o.complicated_course for o in outcomes], high),
+        "auroc_high_risk_class_by_subgroup": _by_subgroup(outcomes, is_high, high),
+    }
+
+
+def subgroup_of(row: PatientOutcome) -> dict[str, str]:
+    """The reporting subgroups a patient belongs to, by factor."""
+    return {
+        "age band": age_band(row.age_months),
+        "sex": row.sex,
+        "organ dysfunction": "sepsis" if row.sepsis else "non-sepsis",
+    }
+
+
+def _by_subgroup(
+    outcomes: Sequence[PatientOutcome], is_high: np.ndarray, high: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(outcomes):
+        for factor, level in subgroup_of(row).items():
+            groups.setdefault(f"{factor}: {level}", []).append(index)
+    return {
+        name: {"n": len(rows), "auroc": _auroc(is_high[rows].tolist(), high[rows])}
+        for name, rows in sorted(groups.items())
     }
 
 

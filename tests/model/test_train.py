@@ -76,3 +76,13 @@ def test_patients_without_every_required_marker_are_not_eligible():
 )
 def test_age_band_boundaries(months, band):
     assert age_band(months) == band
+
+
+def test_internal_validation_reports_the_high_risk_auroc_by_subgroup(small_model):
+    by_subgroup = small_model.metadata["internal_validation"]["auroc_high_risk_class_by_subgroup"]
+    assert {"organ dysfunction: sepsis", "organ dysfunction: non-sepsis"} <= set(by_subgroup)
+    assert any(name.startswith("age band: ") for name in by_subgroup)
+    assert (
+        sum(v["n"] for k, v in by_subgroup.items() if k.startswith("sex: "))
+        == (small_model.metadata["n_validation"])
+    )
