@@ -9,6 +9,7 @@ shows them next to the model output without a second copy of any threshold.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,13 @@ MODEL_LIMITATIONS: tuple[str, ...] = (
 class ModelScorer:
     """Scores a timeline with a calibrated endotype model; implements `Scorer`."""
 
-    def __init__(self, model: EndotypeModel, rules: Scorer) -> None:
+    def __init__(
+        self, model: EndotypeModel, rules: Scorer, labels: Mapping[str, str] | None = None
+    ) -> None:
         self.model = model
         self._rules = rules
+        self._labels = dict(labels or {})
+        self._required = tuple(model.metadata.get("required_analytes", REQUIRED_ANALYTES))
         self._names = transformed_names(model.estimator, model.analytes)
         self._coefficients = class_coefficients(model.estimator, model.high_risk_class)
         self._classes = [str(name) for name in model.estimator.classes_]
@@ -67,7 +72,7 @@ class ModelScorer:
         missing = missing_analytes(timeline, analytes)
         rule_evidence = self._rules.assess(timeline).evidence
         used = {a: timeline.series[a] for a in analytes if a not in missing}
-        absent_required = tuple(a for a in REQUIRED_ANALYTES if a in missing)
+        absent_required = tuple(a for a in self._required if a in missing)
         if absent_required:
             return self._insufficient(used, missing, rule_evidence, absent_required)
         row = feature_row(timeline, analytes)
@@ -82,7 +87,7 @@ class ModelScorer:
             evidence=(*rule_evidence, self._model_evidence(flagged, tuple(used))),
             used=used,
             missing=missing,
-            required=REQUIRED_ANALYTES,
+            required=self._required,
             reasons=self._reasons(high, flagged, missing),
             probability=high,
             class_probabilities=by_class,
@@ -123,8 +128,8 @@ class ModelScorer:
         absent_required: tuple[str, ...],
     ) -> Assessment:
         reason = (
-            f"No counted result in the window for {', '.join(absent_required)}: "
-            "the model gives no result without IL-6, ferritin and CRP."
+            f"No counted result in the window for {self._names_of(absent_required)}: "
+            f"the model gives no result without {self._names_of(self._required)}."
         )
         return Assessment(
             pathway=Pathway.INSUFFICIENT_DATA,
@@ -133,7 +138,7 @@ class ModelScorer:
             evidence=(*rule_evidence, self._model_evidence(None, tuple(used))),
             used=used,
             missing=missing,
-            required=REQUIRED_ANALYTES,
+            required=self._required,
             reasons=(reason,),
             limitations=self._limitations(),
         )
@@ -161,11 +166,14 @@ class ModelScorer:
         if missing:
             reasons.append(
                 f"Not available, so filled by the model's missing-value handling (training "
-                f"median plus a missingness indicator): {', '.join(missing)}."
+                f"median plus a missingness indicator): {self._names_of(missing)}."
             )
         if self._info.synthetic_training_data:
             reasons.append(SYNTHETIC_NOTICE)
         return tuple(reasons)
+
+    def _names_of(self, analytes: Sequence[str]) -> str:
+        return ", ".join(self._labels.get(analyte, analyte) for analyte in analytes)
 
     def _limitations(self) -> tuple[str, ...]:
         extra = (SYNTHETIC_NOTICE,) if self._info.synthetic_training_data else ()
@@ -197,6 +205,8 @@ def _scorer_info(model: EndotypeModel) -> ScorerInfo:
 
 def load_model_scorer(path: Path | None = None) -> ModelScorer:
     """Load a site's model file (or the packaged default) with the rule scorer beside it."""
+    from fhir_mappings.panel import load_panel
     from model.rules import load_rule_scorer
 
-    return ModelScorer(load_model(path or DEFAULT_MODEL_PATH), load_rule_scorer())
+    labels = {key: analyte.display for key, analyte in load_panel().analytes.items()}
+    return ModelScorer(load_model(path or DEFAULT_MODEL_PATH), load_rule_scorer(), labels)

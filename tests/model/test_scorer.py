@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from fhir_mappings.panel import load_panel
 from model.assessment import Endotype, Pathway, Scorer
 from model.pipeline import EndotypeModel, sha256_of
 from model.rules import load_rule_scorer
@@ -60,7 +61,8 @@ def test_missing_required_marker_gives_insufficient_data_without_probability(
     assert assessment.endotype is Endotype.UNDETERMINED
     assert assessment.probability is None
     assert absent in assessment.missing
-    assert absent in assessment.reasons[0]
+    display = load_panel().analytes[absent].display
+    assert assessment.reasons[0].startswith(f"No counted result in the window for {display}:")
 
 
 def test_required_marker_only_stale_gives_insufficient_data(scorer, make_timeline):
@@ -154,7 +156,7 @@ def test_markers_filled_by_missing_value_handling_are_named(scorer, make_timelin
     values = {k: v for k, v in LOW.items() if k not in {"cxcl9", "sil2r"}}
     reasons = scorer.assess(make_timeline(values)).reasons
     filled = [line for line in reasons if "missing-value handling" in line]
-    assert filled and filled[0].endswith("cxcl9, sil2r.")
+    assert filled and filled[0].endswith("CXCL9, Soluble IL-2 receptor (sCD25).")
 
 
 def test_complete_panel_names_no_filled_markers(scorer, make_timeline):
