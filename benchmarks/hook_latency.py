@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -183,13 +184,15 @@ def measure(name: str, port: int, load: list[Request], args: argparse.Namespace)
 def report(results: Sequence[LoadResult], threads: int) -> str:
     """The figures as a plain-text table, then the ratios against the trivial endpoint."""
     lines = [
-        f"loopback, {threads} client threads, gunicorn workers from the same settings",
-        f"{'scenario':<32}{'requests':>9}{'errors':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}",
+        f"loopback, {threads} client threads, gunicorn workers from the same settings; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end",
+        f"{'scenario':<32}{'requests':>9}{'errors':>8}{'req/s':>9}"
+        f"{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}",
     ]
     for r in results:
         lines.append(
             f"{r.name:<32}{r.completed:>9}{r.errors:>8}{r.requests_per_second:>9.0f}"
-            f"{r.percentile(0.5):>9.1f}{r.percentile(0.99):>9.1f}"
+            f"{r.percentile(0.5):>9.1f}{r.percentile(0.95):>9.1f}{r.percentile(0.99):>9.1f}"
         )
     floor = results[0]
     lines.append("")
