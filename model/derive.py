@@ -1,10 +1,13 @@
 """Endotypes for a site without reference labels, derived the way the study did it.
 
 The onset marker profiles (log, median-imputed, standardised; analytes observed in at least half
-of the patients) are clustered with a Gaussian mixture. The number of clusters is the one with
-the lowest Bayesian information criterion (BIC) among 2–5. Clusters are then ranked by their
-rate of complicated course (death or ≥ 2 organ dysfunctions on day 7): the worst becomes the
-hyperinflammatory (high-risk) endotype, the best the quiescent one, and any others intermediate.
+of the patients) are grouped by consensus clustering (Monti et al., Mach Learn 2003): k-means on
+repeated 80% subsamples of up to 1,000 patients, for k = 2–5. The number of clusters is the one
+with the lowest proportion of ambiguous clustering (PAC: share of patient pairs clustered
+together in between 10% and 90% of the subsamples that hold both). The final clusters are k-means
+on every patient. Clusters are then ranked by their rate of complicated course (death or ≥ 2
+organ dysfunctions on day 7): the worst becomes the hyperinflammatory (high-risk) endotype, the
+best the quiescent one, and any others intermediate.
 """
 
 from __future__ import annotations
@@ -14,16 +17,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
+from sklearn.cluster import KMeans
 
 from model.assessment import Endotype
 
 CLUSTER_COUNTS: tuple[int, ...] = (2, 3, 4, 5)
 MIN_OBSERVED_SHARE = 0.5
+CONSENSUS_PATIENTS = 1000
+CONSENSUS_RESAMPLES = 40
+SUBSAMPLE_SHARE = 0.8
+AMBIGUOUS = (0.1, 0.9)
 CRITERION = (
-    "Gaussian mixture (diagonal covariance) on log, median-imputed, standardised onset profiles; "
-    "number of clusters = lowest BIC among 2-5; the cluster with the highest complicated-course "
-    "rate is the high-risk (hyperinflammatory) endotype, the lowest quiescent, others intermediate"
+    "consensus k-means clustering of log, median-imputed, standardised onset profiles "
+    f"({CONSENSUS_RESAMPLES} subsamples of {SUBSAMPLE_SHARE:.0%} of up to {CONSENSUS_PATIENTS} "
+    "patients); number of clusters = lowest PAC (proportion of ambiguous clustering, consensus "
+    "between 0.1 and 0.9) among 2-5; the cluster with the highest complicated-course rate is the "
+    "high-risk (hyperinflammatory) endotype, the lowest quiescent, others intermediate"
 )
 
 
@@ -33,7 +42,7 @@ class Derivation:
 
     labels: np.ndarray  # endotype value per patient
     n_clusters: int
-    bic_by_k: dict[int, float]
+    pac_by_k: dict[int, float]
     cluster_endotypes: dict[int, str]
     cluster_outcome_rates: dict[int, float]
     cluster_sizes: dict[int, int]
@@ -44,7 +53,7 @@ class Derivation:
         return {
             "method": CRITERION,
             "n_clusters": self.n_clusters,
-            "bic_by_k": {str(k): round(v, 2) for k, v in self.bic_by_k.items()},
+            "pac_by_k": {str(k): round(v, 4) for k, v in self.pac_by_k.items()},
             "clusters": [
                 {
                     "cluster": cluster,
@@ -70,21 +79,50 @@ def derive_endotypes(
     if not columns:
         raise ValueError("no analyte is observed in at least half of the patients")
     profiles = _standardised(features[:, columns])
-    fits = {k: _fit_mixture(profiles, k, random_state) for k in CLUSTER_COUNTS}
-    bic_by_k = {k: float(model.bic(profiles)) for k, model in fits.items()}
-    best_k = min(bic_by_k, key=lambda k: (bic_by_k[k], k))
-    clusters = fits[best_k].predict(profiles)
+    pac_by_k = consensus_pac(profiles, CLUSTER_COUNTS, random_state=random_state)
+    best_k = min(pac_by_k, key=lambda k: (pac_by_k[k], k))
+    clusters = KMeans(best_k, n_init=10, random_state=random_state).fit_predict(profiles)
     rates = {int(c): float(np.mean(outcome[clusters == c])) for c in np.unique(clusters)}
     names = _name_clusters(rates)
     return Derivation(
         labels=np.array([names[int(c)] for c in clusters], dtype=object),
         n_clusters=best_k,
-        bic_by_k=bic_by_k,
+        pac_by_k=pac_by_k,
         cluster_endotypes=names,
         cluster_outcome_rates=rates,
         cluster_sizes={c: int(np.sum(clusters == c)) for c in rates},
         clustering_analytes=tuple(analytes[i] for i in columns),
     )
+
+
+def consensus_pac(
+    profiles: np.ndarray, cluster_counts: Sequence[int], *, random_state: int = 0
+) -> dict[int, float]:
+    """Proportion of ambiguous clustering for each number of clusters (lower is more stable)."""
+    rng = np.random.default_rng(random_state)
+    size = min(len(profiles), CONSENSUS_PATIENTS)
+    sample = profiles[rng.choice(len(profiles), size, replace=False)]
+    return {k: _pac(_consensus(sample, k, rng)) for k in cluster_counts}
+
+
+def _consensus(sample: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    n = len(sample)
+    together, both = np.zeros((n, n)), np.zeros((n, n))
+    for resample in range(CONSENSUS_RESAMPLES):
+        chosen = rng.choice(n, int(SUBSAMPLE_SHARE * n), replace=False)
+        labels = KMeans(k, n_init=1, random_state=resample).fit_predict(sample[chosen])
+        membership = np.zeros((n, k))
+        membership[chosen, labels] = 1.0
+        present = membership.sum(axis=1)
+        together += membership @ membership.T
+        both += np.outer(present, present)
+    return together / np.maximum(both, 1.0)
+
+
+def _pac(consensus: np.ndarray) -> float:
+    upper = consensus[np.triu_indices(len(consensus), 1)]
+    low, high = AMBIGUOUS
+    return float(np.mean((upper > low) & (upper < high)))
 
 
 def _clustering_columns(features: np.ndarray) -> list[int]:
@@ -98,13 +136,6 @@ def _standardised(block: np.ndarray) -> np.ndarray:
     filled = np.where(np.isfinite(logged), logged, medians)
     spread = filled.std(axis=0)
     return (filled - filled.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
-
-
-def _fit_mixture(profiles: np.ndarray, k: int, random_state: int) -> GaussianMixture:
-    model = GaussianMixture(
-        n_components=k, covariance_type="diag", n_init=3, random_state=random_state
-    )
-    return model.fit(profiles)
 
 
 def _name_clusters(rates: dict[int, float]) -> dict[int, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.derive import derive_endotypes
+from model.derive import consensus_pac, derive_endotypes
 
 ANALYTES = ("il6", "ferritin", "crp", "cxcl9")
 
@@ -20,11 +20,18 @@ def _three_groups(seed: int = 0):
     return features, group, outcome
 
 
-def test_bic_finds_three_well_separated_groups():
+def test_consensus_finds_three_well_separated_groups():
     features, _, outcome = _three_groups()
     derivation = derive_endotypes(features, ANALYTES, outcome)
     assert derivation.n_clusters == 3
-    assert min(derivation.bic_by_k, key=derivation.bic_by_k.get) == 3
+    assert derivation.pac_by_k[3] == min(derivation.pac_by_k.values())
+    assert derivation.pac_by_k[3] < derivation.pac_by_k[4]
+
+
+def test_pac_is_zero_for_one_perfectly_stable_partition():
+    rng = np.random.default_rng(1)
+    blobs = np.vstack([rng.normal(-10, 0.1, (60, 2)), rng.normal(10, 0.1, (60, 2))])
+    assert consensus_pac(blobs, (2,))[2] == 0.0
 
 
 def test_cluster_with_worst_outcomes_becomes_the_high_risk_endotype():
