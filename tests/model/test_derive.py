@@ -1,4 +1,4 @@
-"""Unlabelled sites: clusters chosen by BIC and named by outcome."""
+"""Unlabelled sites: the number of clusters chosen by consensus (PAC), clusters named by outcome."""
 
 from __future__ import annotations
 
