@@ -388,6 +388,14 @@ padding:1rem;font-weight:bold}</style></head><body>
 {% if card.training_cohort %}<h2>Training cohort</h2><table>
 {% for key, value in card.training_cohort.items() %}<tr><th>{{ key }}</th><td>{{ value }}</td>
 </tr>{% endfor %}</table>{% endif %}
+{% if card.internal_validation %}<h2>Internal validation (held-out split)</h2><table>
+{% for key, value in card.internal_validation.items() %}<tr><th>{{ key }}</th><td>{{ value }}</td>
+</tr>{% endfor %}</table>{% endif %}
+{% if card.derivation %}<h2>How the endotype labels were derived</h2>
+<p>{{ card.derivation.method }}</p><table><tr><th>cluster</th><th>endotype</th><th>size</th>
+<th>complicated course rate</th></tr>{% for row in card.derivation.clusters %}<tr>
+<td>{{ row.cluster }}</td><td>{{ row.endotype }}</td><td>{{ row.size }}</td>
+<td>{{ row.complicated_course_rate }}</td></tr>{% endfor %}</table>{% endif %}
 {% if card.limitations %}<h2>Limitations</h2><ul>{% for item in card.limitations %}
 <li>{{ item }}</li>{% endfor %}</ul>{% endif %}
 </body></html>

@@ -100,3 +100,22 @@ def test_endpoint_describes_the_rule_set_when_rules_decide(tmp_path):
     body = client.get("/model-card?format=json").get_json()
     assert body["kind"] == "rules"
     assert body["details"]["id"] == load_rule_scorer().info.id
+
+
+def test_derived_model_card_shows_how_labels_were_derived(default_metadata):
+    derivation = {
+        "method": "consensus k-means clustering",
+        "n_clusters": 3,
+        "clusters": [
+            {"cluster": 0, "endotype": "quiescent", "size": 10, "complicated_course_rate": 0.1}
+        ],
+    }
+    html = render_html(model_card({**default_metadata, "derivation": derivation}))
+    assert "How the endotype labels were derived" in html
+    assert "consensus k-means clustering" in html
+
+
+def test_html_model_card_lists_every_attribute_row(default_metadata):
+    html = render_html(model_card(default_metadata))
+    assert html.count("<tr><td>") >= 31
+    assert "Internal validation" in html
