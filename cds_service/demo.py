@@ -270,13 +270,13 @@ def render_card(card: Mapping[str, Any]) -> list[str]:
         f"  Source:    {source}",
         "  Markers:",
     ]
-    lines += [
-        f"    - {_marker_text(marker)}" for marker in _as_list(assessment.get("markers"))
-    ] or ["    (none)"]
+    markers = assessment.get("markers", {})
+    lines += [f"    - {_marker_text(name, marker)}" for name, marker in markers.items()]
+    lines += [] if markers else ["    (none)"]
     trends = _trend_lines(card.get("detail", ""))
     if trends:
         lines += ["  Trends:", *(f"    - {line}" for line in trends)]
-    missing = ", ".join(str(item) for item in _as_list(assessment.get("missing")))
+    missing = ", ".join(assessment.get("missing", []))
     lines.append(f"  Missing:   {missing or 'nothing'}")
     for suggestion in card.get("suggestions", []):
         flag = " (recommended)" if suggestion.get("isRecommended") else ""
@@ -298,34 +298,14 @@ def _trend_lines(detail: str) -> list[str]:
     return trends
 
 
-def _as_list(value: Any) -> list[Any]:
-    if isinstance(value, Mapping):
-        return [
-            {"analyte": key, **item} if isinstance(item, Mapping) else {key: item}
-            for key, item in value.items()
-        ]
-    return list(value) if isinstance(value, list | tuple) else []
-
-
-def _marker_text(marker: Any) -> str:
-    """`analyte: value unit at time (system|code)`, from whichever fields the marker carries."""
-    if not isinstance(marker, Mapping):
-        return str(marker)
-    latest = marker.get("latest") if isinstance(marker.get("latest"), Mapping) else marker
-    parts = [f"{marker.get('analyte', marker.get('name', '?'))}:"]
-    value = latest.get("value", "?")
-    value_text = f"{value:g}" if isinstance(value, int | float) else str(value)
-    parts.append(f"{latest.get('comparator') or ''}{value_text}")
-    parts.append(str(latest.get("unit", "")))
-    if latest.get("time"):
-        parts.append(f"at {latest['time']}")
-    if latest.get("code"):
-        system = f"{latest['system']}|" if latest.get("system") else ""
-        parts.append(f"({system}{latest['code']})")
-    baseline = marker.get("baseline")
-    if isinstance(baseline, Mapping) and baseline is not latest:
-        parts.append(f"[baseline {baseline.get('value', '?')} at {baseline.get('time', '?')}]")
-    return " ".join(part for part in parts if part)
+def _marker_text(analyte: str, marker: Mapping[str, Any]) -> str:
+    """`analyte: value unit at time (system|code)` from one extension marker."""
+    value = marker.get("value")
+    value_text = f"{value:g}" if isinstance(value, int | float) else "?"
+    return (
+        f"{analyte}: {marker.get('comparator') or ''}{value_text} {marker.get('unit', '')} "
+        f"at {marker.get('time', '?')} ({marker.get('code', '?')})"
+    )
 
 
 def print_patient(patient: DemoPatient, cards: Sequence[Mapping[str, Any]]) -> None:

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cds_service.demo import DEMO_PATIENTS
+from cds_service.demo import ASSESSMENT_EXTENSION, DEMO_PATIENTS, render_card
 from cds_service.sandbox_fhir import SandboxFhir
 
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+")
@@ -83,3 +83,37 @@ def test_demo_waits_for_ctrl_c_then_stops_the_service_and_the_fhir_server(
         if demo.poll() is None:
             demo.kill()
     assert not any(_listening(url) for url in urls)
+
+
+def test_rendered_card_shows_markers_missing_suggestions_links_and_synthetic_model() -> None:
+    card = {
+        "summary": "Immune pattern: insufficient data",
+        "detail": "- **Ferritin**: `900 ng/mL`\n  - baseline `400 ng/mL` (t0) → latest `900 ng/mL`",
+        "source": {"label": "picu-endotype"},
+        "suggestions": [{"label": "Consider ordering: Interleukin-6", "isRecommended": True}],
+        "links": [{"label": "Model card", "url": "https://cds.test/model-card"}],
+        "extension": {
+            ASSESSMENT_EXTENSION: {
+                "pathway": "insufficient-data",
+                "endotype": "undetermined",
+                "scorer": {"id": "m", "version": "2", "syntheticTrainingData": True},
+                "markers": {
+                    "ferritin": {
+                        "value": 900.0,
+                        "unit": "ng/mL",
+                        "time": "2026-01-02T03:04:05Z",
+                        "code": "http://loinc.org|2276-4",
+                    }
+                },
+                "missing": ["il6"],
+            }
+        },
+    }
+    text = "\n".join(render_card(card))
+    assert "Pathway:   insufficient-data" in text
+    assert "m v2 (model trained on SYNTHETIC data)" in text
+    assert "ferritin: 900 ng/mL at 2026-01-02T03:04:05Z (http://loinc.org|2276-4)" in text
+    assert "Ferritin: baseline 400 ng/mL (t0) → latest 900 ng/mL" in text
+    assert "Missing:   il6" in text
+    assert "Consider ordering: Interleukin-6 (recommended)" in text
+    assert "Model card <https://cds.test/model-card>" in text
