@@ -35,6 +35,16 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.model_selection._split.StratifiedKFold",
 )
 CALIBRATION_FOLDS = 5
+REQUIRED_METADATA: tuple[str, ...] = (
+    "model_id",
+    "version",
+    "feature_analytes",
+    "high_risk_class",
+    "threshold",
+    "threshold_criterion",
+    "sklearn_version",
+    "content_hash",
+)
 
 
 class ModelFileError(ValueError):
@@ -137,10 +147,28 @@ def load_model(path: Path) -> EndotypeModel:
     metadata = json.loads(meta_file.read_text())
     _check_version(metadata)
     _check_hash(path, metadata)
+    _check_metadata_keys(metadata)
     estimator = sio.load(path, trusted=list(TRUSTED_TYPES))
     if not isinstance(estimator, CalibratedClassifierCV):
         raise ModelFileError(f"{path} does not hold a calibrated endotype classifier")
+    _check_consistent(estimator, metadata)
     return EndotypeModel(estimator=estimator, metadata=metadata)
+
+
+def _check_metadata_keys(metadata: Mapping[str, Any]) -> None:
+    absent = [key for key in REQUIRED_METADATA if key not in metadata]
+    if absent:
+        raise ModelFileError(f"model metadata lacks {absent}")
+
+
+def _check_consistent(estimator: CalibratedClassifierCV, metadata: Mapping[str, Any]) -> None:
+    classes = [str(name) for name in estimator.classes_]
+    if metadata["high_risk_class"] not in classes:
+        raise ModelFileError(f"high-risk class {metadata['high_risk_class']!r} not in {classes}")
+    if estimator.n_features_in_ != len(metadata["feature_analytes"]):
+        raise ModelFileError("feature list in the metadata does not match the model's inputs")
+    if not 0.0 < float(metadata["threshold"]) <= 1.0:
+        raise ModelFileError("threshold must be a probability in (0, 1]")
 
 
 def _check_version(metadata: Mapping[str, Any]) -> None:

@@ -124,3 +124,29 @@ def test_linear_form_is_not_used_for_a_two_class_model():
     labels = np.where(rows[:, 0] > 1.0, "hyperinflammatory-il6-ifng", "quiescent")
     estimator = build_classifier().fit(rows, labels)
     assert linear_form(estimator, 3) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"high_risk_class": "group-c"}, "high-risk class"),
+        ({"feature_analytes": ["il6", "crp"]}, "feature list"),
+        ({"threshold": 1.5}, "threshold"),
+    ],
+)
+def test_metadata_inconsistent_with_the_model_is_refused(saved_model, change, message):
+    _, path = saved_model
+    meta_file = metadata_path(path)
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), **change}))
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
+def test_metadata_without_a_threshold_is_refused(saved_model):
+    _, path = saved_model
+    meta_file = metadata_path(path)
+    recorded = json.loads(meta_file.read_text())
+    del recorded["threshold"]
+    meta_file.write_text(json.dumps(recorded))
+    with pytest.raises(ModelFileError, match="threshold"):
+        load_model(path)
