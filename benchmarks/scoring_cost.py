@@ -83,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'step':<20} {'median':>10} {'min':>10}")
     for name, samples in results.items():
         print(f"{name:<20} {statistics.median(samples):>10.1f} {min(samples):>10.1f}")
+    mapping = statistics.median(results["mapping + timeline"])
+    for name in ("rules assess", "model assess"):
+        share = statistics.median(results[name]) / mapping
+        print(f"{name}: {share:.0%} of the mapping + timeline step that precedes it")
     return 0
 
 
