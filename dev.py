@@ -51,10 +51,21 @@ def pip_install_into(venv_dir: Path, requirement: str, env: dict[str, str]) -> N
     run_checked([*pip, "--quiet", requirement], env)
 
 
+def runs(executable: str) -> bool:
+    """True when `executable --version` works (a pyenv shim may exist without its tool)."""
+    try:
+        completed = subprocess.run(
+            [executable, "--version"], capture_output=True, stdin=subprocess.DEVNULL, check=False
+        )
+    except OSError:
+        return False
+    return completed.returncode == 0
+
+
 def ensure_uv(env: dict[str, str]) -> str:
     """Return a uv executable: the one on PATH, else one pip-installed into .venv-tools."""
     on_path = shutil.which("uv")
-    if on_path:
+    if on_path and runs(on_path):
         step(f"uv: using {on_path}")
         return on_path
     local_uv = venv_bin(TOOLS_VENV, "uv")

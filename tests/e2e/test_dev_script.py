@@ -61,8 +61,23 @@ def test_missing_sandbox_server_is_pip_installed_at_the_pinned_version(
 
 def test_uv_on_path_is_used_as_is(dev: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dev.shutil, "which", lambda name: f"/opt/tools/{name}")
+    monkeypatch.setattr(dev, "runs", lambda executable: True)
     monkeypatch.setattr(dev, "pip_install_into", _refuse_installs)
     assert dev.ensure_uv({}) == "/opt/tools/uv"
+
+
+def test_uv_on_path_that_does_not_run_is_passed_over(
+    dev: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken_shim = tmp_path / "uv"
+    broken_shim.write_text("#!/bin/sh\nexit 127\n")
+    broken_shim.chmod(0o755)
+    installs: list[str] = []
+    monkeypatch.setattr(dev.shutil, "which", lambda name: str(broken_shim))
+    monkeypatch.setattr(dev, "TOOLS_VENV", tmp_path / ".venv-tools")
+    monkeypatch.setattr(dev, "pip_install_into", lambda venv, req, env: installs.append(req))
+    dev.ensure_uv({})
+    assert installs == ["uv==0.13.9"]
 
 
 def test_without_uv_on_path_the_pinned_uv_goes_into_venv_tools(
