@@ -17,12 +17,7 @@ from jinja2 import Environment
 from markupsafe import Markup
 from scipy.special import expit, logit
 from scipy.stats import rankdata
-from sklearn.metrics import (
-    balanced_accuracy_score,
-    confusion_matrix,
-    precision_recall_curve,
-    roc_curve,
-)
+from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
 from tqdm import tqdm
 
 from model.cohort import Cohort, PatientOutcome, cohort_timelines
@@ -206,6 +201,11 @@ def brier(truth: np.ndarray, probability: np.ndarray) -> float:
     return float(np.mean((probability - truth) ** 2))
 
 
+def balanced_accuracy(truth: np.ndarray, guess: np.ndarray) -> float:
+    """Mean recall over the classes present in `truth`."""
+    return float(np.mean([np.mean(guess[truth == label] == label) for label in np.unique(truth)]))
+
+
 def cohen_kappa(truth: np.ndarray, guess: np.ndarray) -> float:
     """Agreement beyond chance between two labellings."""
     labels = np.unique(np.concatenate([truth, guess]))
@@ -289,7 +289,7 @@ def _agreement(
         "classes": classes,
         "confusion_matrix": confusion_matrix(truth, guess, labels=classes).tolist(),
         "accuracy": round(float(np.mean(truth == guess)), 4),
-        "balanced_accuracy": round(float(balanced_accuracy_score(truth, guess)), 4),
+        "balanced_accuracy": round(balanced_accuracy(truth, guess), 4),
         "cohen_kappa": kappa,
     }
 

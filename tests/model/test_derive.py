@@ -14,9 +14,9 @@ def _three_groups(seed: int = 0):
     centres = np.log(
         [[5.0, 100.0, 5.0, 200.0], [80.0, 600.0, 60.0, 800.0], [900.0, 5000.0, 200.0, 20000.0]]
     )
-    group = rng.integers(0, 3, 900)
-    features = np.exp(centres[group] + rng.normal(0, 0.25, (900, 4)))
-    outcome = (rng.random(900) < np.array([0.05, 0.2, 0.6])[group]).astype(float)
+    group = rng.integers(0, 3, 600)
+    features = np.exp(centres[group] + rng.normal(0, 0.25, (600, 4)))
+    outcome = (rng.random(600) < np.array([0.05, 0.2, 0.6])[group]).astype(float)
     return features, group, outcome
 
 

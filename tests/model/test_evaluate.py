@@ -7,13 +7,19 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, cohen_kappa_score, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    roc_auc_score,
+)
 
 from model import evaluate_cli, train_cli
 from model.evaluate import (
     OUTCOMES,
     auprc,
     auroc,
+    balanced_accuracy,
     bootstrap_indices,
     calibration_intercept,
     calibration_slope,
@@ -42,6 +48,15 @@ def test_auroc_and_auprc_match_scikit_learn_with_ties(scores):
     truth, score = scores
     assert auroc(truth, score) == pytest.approx(roc_auc_score(truth, score))
     assert auprc(truth, score) == pytest.approx(average_precision_score(truth, score))
+
+
+def test_balanced_accuracy_matches_scikit_learn_and_ignores_unseen_predictions():
+    truth = np.array(["a", "a", "a", "b", "b"])
+    guess = np.array(["a", "a", "b", "b", "b"])
+    assert balanced_accuracy(truth, guess) == pytest.approx(balanced_accuracy_score(truth, guess))
+    assert balanced_accuracy(truth, np.array(["a", "a", "c", "b", "c"])) == pytest.approx(
+        (2 / 3 + 1 / 2) / 2
+    )
 
 
 def test_cohen_kappa_matches_scikit_learn():
