@@ -47,6 +47,7 @@ def build_default_model(
             progress=False,
         )
     metadata = dict(model.metadata)
+    metadata["label_note"] = "reference labels are the synthetic generator's latent endotypes"
     metadata["training_cohort"] = {
         **metadata["training_cohort"],
         "generator": f"model.synth generate_cohort(n={n}, seed={seed})",

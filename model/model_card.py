@@ -69,6 +69,7 @@ def _model_details(meta: Mapping[str, Any]) -> dict[str, Any]:
         "threshold",
         "threshold_criterion",
         "label_source",
+        "label_note",
         "synthetic_training_data",
     )
     return {key: meta.get(key) for key in keys}
