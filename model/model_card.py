@@ -72,7 +72,7 @@ def _model_details(meta: Mapping[str, Any]) -> dict[str, Any]:
         "label_note",
         "synthetic_training_data",
     )
-    return {key: meta.get(key) for key in keys}
+    return {key: meta[key] for key in keys if meta.get(key) is not None}
 
 
 def _attribute(number: int, category: str, name: str, value: str) -> dict[str, Any]:
