@@ -226,3 +226,17 @@ def test_unlabelled_cohort_is_compared_with_endotypes_derived_on_it(small_cohort
     report = evaluate_model(model, unlabelled, n_bootstrap=20, progress=False)
     assert report["agreement"]["source"] == "endotypes derived on this cohort"
     assert report["agreement"]["n"] == report["cohort"]["n_scored"]
+
+
+def test_train_cli_refuses_a_model_path_without_skops_suffix(small_cohort_dir, tmp_path, capsys):
+    argv = [
+        "--cohort",
+        str(small_cohort_dir),
+        "--outcomes",
+        str(small_cohort_dir / "outcomes.csv"),
+        "--out",
+        str(tmp_path / "model.pkl"),
+    ]
+    assert _run(train_cli, argv) == 2
+    assert ".skops" in capsys.readouterr().err
+    assert not (tmp_path / "model.pkl").exists()

@@ -119,3 +119,8 @@ def test_html_model_card_lists_every_attribute_row(default_metadata):
     html = render_html(model_card(default_metadata))
     assert html.count("<tr><td>") >= 31
     assert "Internal validation" in html
+
+
+def test_format_parameter_overrides_the_accept_header(model_client):
+    response = model_client.get("/model-card?format=html", headers={"Accept": "application/json"})
+    assert response.mimetype == "text/html"
