@@ -24,7 +24,9 @@ from pydantic_settings import (
 
 ENV_PREFIX = "PICU_ENDOTYPE_"
 CONFIG_FILE_ENV = f"{ENV_PREFIX}CONFIG"
-_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("config_file", default=None)
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "config_file", default=None
+)
 
 
 class _Strict(BaseModel):
