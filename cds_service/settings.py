@@ -112,13 +112,21 @@ class Settings(BaseSettings):
     fhir: FhirSettings = Field(default_factory=FhirSettings)
     local_codes: list[LocalCode] = Field(default_factory=list)
     window_hours: float = Field(48.0, gt=0)
-    max_age_years: float | None = Field(18.0, gt=0)  # None: no age gate
+    max_age_years: float | None = Field(18.0, gt=0)  # "none": no age gate
 
     # --- decision and cards ---
     scorer: Literal["rules", "model"] = "rules"
     model_path: Path | None = None  # a site's own skops model; default: the packaged model
     indicator: Literal["info", "warning", "critical"] = "info"
     pathways: PathwaySettings = Field(default_factory=PathwaySettings)
+
+    @field_validator("max_age_years", mode="before")
+    @classmethod
+    def _none_means_no_age_gate(cls, value: object) -> object:
+        """TOML and the environment have no null: the word "none" switches the age gate off."""
+        if isinstance(value, str) and value.strip().lower() == "none":
+            return None
+        return value
 
     @field_validator("public_base_url")
     @classmethod
