@@ -46,6 +46,7 @@ class Measurement:
     source_value: float | None = None  # value as sent, before conversion
     source_unit: str | None = None  # unit as sent, before conversion
     observation_id: str | None = None
+    unit_assumed: bool = False  # no unit was sent; `source_unit` is the one the code implies
 
     @property
     def converted(self) -> bool:

@@ -155,7 +155,7 @@ def _measurement(result: _Result, patient_id: str | None) -> Measurement:
     quantity = _quantity(result.holder, result.analyte)
     source_value = _numeric_value(quantity, result.analyte)
     comparator = _comparator(quantity)
-    source_unit = _source_unit(quantity, result.coding, result.analyte)
+    source_unit, unit_assumed = _source_unit(quantity, result.coding, result.analyte)
     return Measurement(
         analyte=result.analyte.key,
         value=_converted(source_value, source_unit, result.analyte),
@@ -168,6 +168,7 @@ def _measurement(result: _Result, patient_id: str | None) -> Measurement:
         source_value=source_value,
         source_unit=source_unit,
         observation_id=_observation_id(result.observation),
+        unit_assumed=unit_assumed,
     )
 
 
@@ -330,8 +331,8 @@ def _comparator(quantity: Mapping[str, Any]) -> str | None:
     raise _Excluded(ExclusionReason.MALFORMED, f"unknown comparator {comparator!r}")
 
 
-def _source_unit(quantity: Mapping[str, Any], coding: Coding, analyte: Analyte) -> str:
-    """The UCUM unit the value was sent in: UCUM code, known unit text, else the code's unit."""
+def _source_unit(quantity: Mapping[str, Any], coding: Coding, analyte: Analyte) -> tuple[str, bool]:
+    """The UCUM unit of the value (UCUM code, known text, else the code's) and if it was assumed."""
     if coding.arbitrary_units:
         raise _unit_error(
             analyte,
@@ -339,13 +340,13 @@ def _source_unit(quantity: Mapping[str, Any], coding: Coding, analyte: Analyte) 
         )
     code, text = quantity.get("code"), quantity.get("unit")
     if quantity.get("system") == UCUM_SYSTEM and isinstance(code, str):
-        return code
+        return code, False
     known = normalise_unit_text(text) or normalise_unit_text(code)
     if known is not None:
-        return known
+        return known, False
     sent = next((item for item in (text, code) if isinstance(item, str) and item.strip()), None)
     if coding.unit is not None and (coding.local or sent is None):
-        return coding.unit
+        return coding.unit, sent is None
     if sent is not None:
         raise _unit_error(analyte, f"unit {sent!r} is not recognised")
     raise _unit_error(analyte, "no unit was sent")

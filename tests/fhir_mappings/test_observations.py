@@ -9,7 +9,7 @@ import pytest
 from fhir.resources.R4B.observation import Observation
 
 from cds_service.settings import load_settings
-from fhir_mappings.measurement import ExclusionReason, Extraction
+from fhir_mappings.measurement import ExclusionReason, Extraction, Measurement
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import LOINC_SYSTEM, Panel, load_panel
 
@@ -674,3 +674,82 @@ def test_ehr_like_send_out_with_comparator_and_encounter_identifier(panel: Panel
     resource["encounter"] = {"identifier": {"system": "urn:oid:1.2.3", "value": "CSN-991"}}
     measurement = only_measurement(extract([resource], panel, patient_id="p1"))
     assert (measurement.analyte, measurement.comparator, measurement.value) == ("il6", "<", 5.0)
+
+
+# --- unit assumed from the code ------------------------------------------------------------------
+
+
+def test_result_sent_without_a_unit_is_marked_as_unit_assumed_from_the_code(panel: Panel) -> None:
+    measurement = only_measurement(extract([observation("14118-4", 27.024, None)], panel))
+    assert measurement.unit_assumed
+    assert measurement.source_unit == "mg/dL"
+    assert measurement.value == pytest.approx(3.0)
+
+
+def test_canonical_unit_assumed_from_the_code_is_still_marked(panel: Panel) -> None:
+    measurement = only_measurement(extract([observation("26881-3", 42.0, None)], panel))
+    assert measurement.unit_assumed
+    assert not measurement.converted
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_blank_unit_text_counts_as_no_unit_sent(panel: Panel, blank: str) -> None:
+    resource = observation("26881-3", 42.0, None)
+    resource["valueQuantity"] |= {"unit": blank, "code": blank}
+    assert only_measurement(extract([resource], panel)).unit_assumed
+
+
+@pytest.mark.parametrize(
+    "quantity",
+    [
+        {"unit": "pg/mL", "system": UCUM, "code": "pg/mL"},  # UCUM code and text
+        {"system": UCUM, "code": "pg/mL"},  # UCUM code only
+        {"unit": "pg/mL"},  # text only
+        {"unit": "PG/ML"},  # text only, other case
+        {"code": "pg/mL"},  # code without a system
+        {"unit": "ng/L", "system": UCUM, "code": "ng/L"},  # another unit, converted
+    ],
+)
+def test_result_sent_with_a_unit_in_any_form_is_not_marked_as_assumed(
+    panel: Panel, quantity: dict[str, Any]
+) -> None:
+    resource = observation("26881-3", 42.0, None)
+    resource["valueQuantity"] |= quantity
+    measurement = only_measurement(extract([resource], panel))
+    assert not measurement.unit_assumed
+    assert measurement.value == pytest.approx(42.0)
+
+
+def test_component_without_a_unit_is_marked_and_its_siblings_are_not(panel: Panel) -> None:
+    resource = cytokine_panel()
+    resource["component"][0]["valueQuantity"] = {"value": 310.0}
+    extraction = extract([resource], panel, patient_id="p1")
+    assumed = {m.analyte: m.unit_assumed for m in extraction.measurements}
+    assert assumed == {"il6": True, "ifng": False, "il10": False}
+
+
+def test_local_code_sent_without_a_unit_is_marked_as_assumed_from_the_settings_unit() -> None:
+    measurement = only_measurement(extract([local_il6(None)], local_panel("ng/mL")))
+    assert measurement.unit_assumed
+    assert measurement.source_unit == "ng/mL"
+    assert measurement.value == pytest.approx(310.0)
+
+
+@pytest.mark.parametrize("unit_text", ["PG/ML (SEND OUT)", "ng/mL"])
+def test_local_code_sent_with_unit_text_is_not_marked_as_assumed(unit_text: str) -> None:
+    measurement = only_measurement(extract([local_il6(unit_text)], local_panel("ng/mL")))
+    assert not measurement.unit_assumed
+    assert measurement.value == pytest.approx(310.0)
+
+
+def test_unit_assumed_defaults_to_false_for_measurements_built_elsewhere() -> None:
+    measurement = Measurement(
+        analyte="il6",
+        value=1.0,
+        unit="pg/mL",
+        time=datetime(2026, 3, 1, tzinfo=UTC),
+        system=LOINC_SYSTEM,
+        code="26881-3",
+        status="final",
+    )
+    assert measurement.unit_assumed is False
