@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from cds_service import replay as replay_module
 from cds_service.auth import Authenticator, Unauthorized
 from cds_service.replay import ReplayStore
 from cds_service.settings import Settings
@@ -105,3 +110,53 @@ def test_one_token_sent_to_several_worker_processes_is_accepted_once(tmp_path: P
 
     assert outcomes.count("one-token-many-workers") == 1
     assert outcomes.count(None) == WORKERS - 1
+
+
+def _record_with_inherited_store(store: ReplayStore, start: Any, results: Any) -> None:
+    """Worker process: use the store object the parent built (and used) before the fork."""
+    start.wait(timeout=30)
+    results.put(store.first_use(EHR, "inherited-jti", expires_at=4_000_000_000))
+
+
+def test_a_store_used_before_fork_records_a_raced_jti_once_across_children(tmp_path: Path):
+    store = ReplayStore(tmp_path / "jti.sqlite3")
+    assert store.first_use(EHR, "parent-jti", expires_at=4_000_000_000) is True
+
+    outcomes = _race(_record_with_inherited_store, store)
+
+    assert sorted(outcomes) == [False] * (WORKERS - 1) + [True]
+    assert store.first_use(EHR, "inherited-jti", expires_at=4_000_000_000) is False
+    assert store.first_use(EHR, "parent-jti", expires_at=4_000_000_000) is False
+
+
+def test_a_jti_recorded_in_another_thread_is_refused_in_this_one(tmp_path: Path):
+    store = ReplayStore(tmp_path / "jti.sqlite3")
+    results: list[bool] = []
+    thread = threading.Thread(
+        target=lambda: results.append(store.first_use(EHR, "threaded", expires_at=2_000, now=1))
+    )
+    thread.start()
+    thread.join(timeout=30)
+
+    assert results == [True]
+    assert store.first_use(EHR, "threaded", expires_at=2_000, now=2) is False
+
+
+def test_a_store_refused_by_a_locked_file_accepts_again_once_the_lock_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(replay_module, "_BUSY_TIMEOUT_SECONDS", 0.05)
+    path = tmp_path / "jti.sqlite3"
+    store = ReplayStore(path)
+    assert store.first_use(EHR, "before", expires_at=2_000, now=1) is True
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            store.first_use(EHR, "during", expires_at=2_000, now=2)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+    assert store.first_use(EHR, "during", expires_at=2_000, now=3) is True
+    assert store.first_use(EHR, "before", expires_at=2_000, now=3) is False
