@@ -224,13 +224,14 @@ def _marker_lines(display: str, series: MarkerSeries) -> list[str]:
     """One marker: latest value, time and code, then trend and conversion notes."""
     latest = series.latest
     lines = [
-        f"- **{_text(display)}**: {_code(_quantity(latest))}",
+        f"- **{_text(display)}**: {_code(_quantity(latest))}{_unit_note(latest)}",
         f"  - {_iso(latest.time)} · {_code(_token(latest))}",
     ]
     if len(series.values) > 1:
         baseline = series.baseline
         lines.append(
-            f"  - baseline {_code(_quantity(baseline))} ({_iso(baseline.time)}) → latest "
+            f"  - baseline {_code(_quantity(baseline))}{_unit_note(baseline)} "
+            f"({_iso(baseline.time)}) → latest "
             f"{_code(_quantity(latest))}; {len(series.values)} results"
         )
     if latest.converted:
@@ -245,7 +246,8 @@ def _preliminary_section(timeline: Timeline, panel: Panel) -> list[str]:
     lines = ["**Preliminary results** (shown only, not scored)"]
     for item in timeline.preliminary:
         lines.append(
-            f"- {_text(_display(panel, item.analyte))}: {_code(_quantity(item))} preliminary, "
+            f"- {_text(_display(panel, item.analyte))}: {_code(_quantity(item))}"
+            f"{_unit_note(item)} preliminary, "
             f"{_iso(item.time)} · {_code(_token(item))}"
         )
     return lines
@@ -273,8 +275,8 @@ def _stale_line(name: str, result: Measurement, now: datetime, window: str) -> s
     """A stale marker with its age, value, time and code."""
     return (
         f"- {name}: stale, last result {_age(now - result.time)} old "
-        f"({_code(_quantity(result))}, {_iso(result.time)} · {_code(_token(result))}); "
-        f"older than {window} h"
+        f"({_code(_quantity(result))}{_unit_note(result)}, {_iso(result.time)} · "
+        f"{_code(_token(result))}); older than {window} h"
     )
 
 
@@ -462,6 +464,7 @@ def _marker_extension(result: Measurement) -> dict[str, Any]:
         "time": _iso(result.time),
         "code": _token(result),
         "comparator": result.comparator,
+        "unitAssumed": result.unit_assumed or None,
     }
 
 
@@ -521,6 +524,13 @@ def _source_quantity(result: Measurement) -> str:
     """The value and unit as the laboratory sent them."""
     value = _num(result.source_value) if result.source_value is not None else "?"
     return f"{result.comparator or ''}{value} {result.source_unit}"
+
+
+def _unit_note(result: Measurement) -> str:
+    """' (unit not sent; assumed `u` from the code)' when the unit was not sent, else ''."""
+    if not result.unit_assumed:
+        return ""
+    return f" (unit not sent; assumed {_code(result.source_unit or result.unit)} from the code)"
 
 
 def _token(result: Measurement) -> str:

@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,9 +15,10 @@ from cds_service.cards import EXTENSION_KEY
 from cds_service.models import HookResponse
 from cds_service.settings import Settings
 from fhir_mappings.measurement import Exclusion, ExclusionReason
+from fhir_mappings.observations import extract
 from model.assessment import Assessment, Endotype, Pathway, ScorerInfo
 from tests.cards.conftest import ENCOUNTER_ID, PATIENT_ID
-from tests.scoring.factories import panel_values, result, timeline_of
+from tests.scoring.factories import NOW, panel_values, result, timeline_of
 
 DRUG_NAMES = (
     "anakinra",
@@ -539,3 +541,83 @@ def test_many_excluded_results_are_listed_up_to_a_limit_and_counted(scorer, make
     listed = [line for line in section.splitlines() if line.startswith("- C-reactive protein")]
     assert len(listed) == 12
     assert "- and 8 more excluded results" in section
+
+
+# --- units assumed from the code -----------------------------------------------------------
+
+ASSUMED_PG_ML = "(unit not sent; assumed `pg/mL` from the code)"
+
+
+def assumed(measurement):
+    """The same result, marked as sent without a unit (its source unit implied by the code)."""
+    unit = measurement.source_unit or measurement.unit
+    value = measurement.source_value if measurement.source_value is not None else measurement.value
+    return replace(measurement, source_value=value, source_unit=unit, unit_assumed=True)
+
+
+def test_assumed_unit_is_noted_next_to_the_latest_value(scorer, make_card):
+    il6 = assumed(result("il6", 42))
+    _, card = card_for(scorer, make_card, il6, *panel_values(ferritin=900, crp=10))
+    lines = card["detail"].splitlines()
+    assert f"- **Interleukin-6**: `42 pg/mL` {ASSUMED_PG_ML}" in lines
+    assert [line for line in lines if "unit not sent" in line] == [
+        f"- **Interleukin-6**: `42 pg/mL` {ASSUMED_PG_ML}"
+    ]
+
+
+def test_results_sent_with_a_unit_carry_no_assumed_note_or_flag(scenario):
+    _, _, card = scenario
+    assert "unit not sent" not in card["detail"]
+    markers = card["extension"][EXTENSION_KEY].get("markers", {})
+    assert all("unitAssumed" not in entry for entry in markers.values())
+
+
+def test_assumed_unit_that_was_converted_shows_both_notes(scorer, make_card):
+    crp = assumed(result("crp", 45, source=(4.5, "mg/dL")))
+    _, card = card_for(scorer, make_card, crp, *panel_values(il6=3, ferritin=100))
+    assert "`45 mg/L` (unit not sent; assumed `mg/dL` from the code)" in card["detail"]
+    assert "converted from `4.5 mg/dL`" in card["detail"]
+
+
+def test_assumed_unit_of_the_baseline_is_noted_on_the_trend_line(scorer, make_card):
+    first = assumed(result("ferritin", 650, hours_ago=40))
+    _, card = card_for(scorer, make_card, first, *panel_values(il6=3, ferritin=900, crp=3))
+    trend = next(x for x in card["detail"].splitlines() if "baseline `650 ng/mL`" in x)
+    assert "baseline `650 ng/mL` (unit not sent; assumed `ng/mL` from the code)" in trend
+    assert "**Ferritin**: `900 ng/mL`" in card["detail"]
+    assert "`900 ng/mL` (unit not sent" not in card["detail"]
+
+
+def test_assumed_unit_is_noted_on_preliminary_and_stale_results(scorer, make_card):
+    preliminary = assumed(result("cxcl9", 1500, status="preliminary"))
+    stale = assumed(result("il6", 30, hours_ago=70))
+    _, card = card_for(scorer, make_card, preliminary, stale, *panel_values(ferritin=900, crp=10))
+    lines = card["detail"].splitlines()
+    assert any(f"`1500 pg/mL` {ASSUMED_PG_ML} preliminary" in line for line in lines)
+    stale_line = next(x for x in lines if x.startswith("- Interleukin-6: stale"))
+    assert f"`30 pg/mL` {ASSUMED_PG_ML}" in stale_line
+
+
+def test_extension_flags_only_the_marker_whose_unit_was_assumed(scorer, make_card):
+    il6 = assumed(result("il6", 42))
+    _, card = card_for(scorer, make_card, il6, *panel_values(ferritin=900, crp=10))
+    markers = card["extension"][EXTENSION_KEY]["markers"]
+    assert markers["il6"]["unitAssumed"] is True
+    assert "unitAssumed" not in markers["ferritin"]
+    assert "unitAssumed" not in markers["crp"]
+    HookResponse.model_validate({"cards": [card]})
+
+
+def test_observation_sent_without_a_unit_reaches_the_card_as_assumed(panel, scorer, make_card):
+    il6 = {
+        "resourceType": "Observation",
+        "id": "il6-no-unit",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "26881-3"}]},
+        "effectiveDateTime": iso(NOW - timedelta(hours=1)),
+        "valueQuantity": {"value": 42},
+    }
+    measurements = extract([il6], panel).measurements
+    _, card = card_for(scorer, make_card, *measurements, *panel_values(ferritin=900, crp=10))
+    assert f"- **Interleukin-6**: `42 pg/mL` {ASSUMED_PG_ML}" in card["detail"].splitlines()
+    assert card["extension"][EXTENSION_KEY]["markers"]["il6"]["unitAssumed"] is True
