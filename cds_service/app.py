@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 
 from cds_service.settings import Settings, load_settings
 from model.assessment import Scorer
+
+if TYPE_CHECKING:
+    from fhir_mappings.panel import Panel
 
 PACKAGE = "picu-endotype"
 SCORER_KEY = "picu_endotype.scorer"
@@ -47,6 +51,20 @@ def load_scorer(settings: Settings) -> Scorer:
     return load_rule_scorer()
 
 
+def warm_up_units(panel: Panel) -> None:
+    """Build the UCUM registry and parse the panel's and the known unit-text units at start."""
+    from fhir_mappings.units import UNIT_TEXT_ALIASES, warm_up
+
+    panel_units = {analyte.unit for analyte in panel.analytes.values()}
+    coding_units = {
+        coding.unit
+        for analyte in panel.analytes.values()
+        for coding in analyte.codes
+        if coding.unit is not None
+    }
+    warm_up(sorted(panel_units | coding_units | set(UNIT_TEXT_ALIASES.values())))
+
+
 def _forbid_caching(response: Response) -> Response:
     """Cards and errors concern one patient at one moment: no cache may keep them."""
     response.headers.setdefault("Cache-Control", "no-store")
@@ -74,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.init_app(app)
     auth.init_app(app, settings)
     panel = load_panel(settings.local_codes)
+    warm_up_units(panel)
     service = discovery.endotype_service(panel, settings)
     discovery.init_app(app, (service,))
     scorer = load_scorer(settings)

@@ -91,3 +91,18 @@ def test_wsgi_module_builds_the_app_from_the_environment(
     wsgi = importlib.import_module("cds_service.wsgi")
     assert wsgi.app.extensions["picu_endotype"].public_base_url == "https://cds.wsgi.test"
     assert wsgi.app.test_client().get("/healthz").status_code == 200
+
+
+def test_factory_builds_the_unit_registry_and_parses_the_panel_units(settings: Settings) -> None:
+    from fhir_mappings import units
+
+    units._registry.cache_clear()
+    units._parse.cache_clear()
+
+    create_app(settings)
+
+    assert units._registry.cache_info().currsize == 1
+    parsed_before = units._parse.cache_info()
+    units.convert(1.0, "mg/dL", "mg/L")
+    units.convert(1.0, "10*3/uL", "10*9/L")
+    assert units._parse.cache_info().misses == parsed_before.misses
