@@ -110,9 +110,9 @@ class Authenticator:
 
     def verify(self, token: str, audience: str) -> CdsClient:
         """Verify one client JWT for the endpoint `audience`, recording its `jti`."""
-        iss = self._unverified_issuer(token)
+        unverified_header, iss = self._unverified_parts(token)
         client, keys = self._client_for(iss)
-        header = self._checked_header(token)
+        header = self._checked_header(unverified_header)
         key = self._key_for(keys, header)
         claims = self._decode(token, key, header["alg"], audience, iss)
         self._check_lifetime(claims)
@@ -128,16 +128,19 @@ class Authenticator:
         )
 
     @staticmethod
-    def _unverified_issuer(token: str) -> str:
-        """Read `iss` from the unverified payload, only to choose which client's keys to use."""
+    def _unverified_parts(token: str) -> tuple[dict[str, Any], str]:
+        """The JOSE header and `iss`, read unverified in one pass, to choose the client's keys."""
         try:
-            payload = jwt.decode(token, options={"verify_signature": False})
+            parts = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
         except (jwt.PyJWTError, ValueError, TypeError):
             raise Unauthorized("not a JWT") from None
+        payload, header = parts["payload"], parts["header"]
         iss = payload.get("iss") if isinstance(payload, dict) else None
         if not isinstance(iss, str) or not iss:
             raise Unauthorized("no iss claim")
-        return iss
+        if not isinstance(header, dict):
+            raise Unauthorized("unreadable JWT header")
+        return header, iss
 
     def _client_for(self, iss: str) -> tuple[ClientSettings, ClientKeys]:
         """The configured client for `iss`."""
@@ -146,12 +149,8 @@ class Authenticator:
             raise Unauthorized(f"iss {_for_log(iss)} is not a configured client")
         return trusted
 
-    def _checked_header(self, token: str) -> dict[str, Any]:
+    def _checked_header(self, header: dict[str, Any]) -> dict[str, Any]:
         """The JOSE header, once `alg`, `kid`, `typ` and `jku` have the expected shape."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except (jwt.PyJWTError, ValueError, TypeError):
-            raise Unauthorized("unreadable JWT header") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
             raise Unauthorized(f"alg {_for_log(alg)} is not allowed")
