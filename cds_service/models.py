@@ -291,18 +291,33 @@ class HookResponse(_Outbound):
 
 def find_empty_value(value: Any, path: str = "") -> str | None:
     """Return the path of the first null, "", [] or {} inside `value`, or None."""
-    if value is None or value == "" or value == [] or value == {}:
+    if _is_empty(value):
         return path or "."
+    trail = _trail_to_empty(value)
+    if trail is None:
+        return None
+    joined = ".".join(trail)
+    return f"{path}.{joined}" if path else joined
+
+
+def _is_empty(value: Any) -> bool:
+    """True for null, "", [] and {}."""
+    return value is None or (not value and isinstance(value, str | list | dict))
+
+
+def _trail_to_empty(value: Any) -> list[str] | None:
+    """The keys (`name` or `[index]`) leading to the first empty value below `value`, or None."""
     if isinstance(value, dict):
-        items = value.items()
+        items: Any = value.items()
     elif isinstance(value, list):
-        items = ((f"[{i}]", v) for i, v in enumerate(value))
+        items = enumerate(value)
     else:
         return None
     for key, child in items:
-        found = find_empty_value(child, f"{path}.{key}" if path else str(key))
-        if found is not None:
-            return found
+        below = [] if _is_empty(child) else _trail_to_empty(child)
+        if below is not None:
+            label = f"[{key}]" if isinstance(value, list) else str(key)
+            return [label, *below]
     return None
 
 

@@ -396,3 +396,18 @@ def test_every_logical_model_element_exists_and_required_ones_are_required(
     assert field in model.model_fields, f"{parent}.{field} missing from {model.__name__}"
     if minimum >= 1:
         assert model.model_fields[field].is_required(), f"{model.__name__}.{field}"
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({"a": [{"b": 1}, {"c": ""}]}, "a.[1].c"),
+        ({"a": [1, []]}, "a.[1]"),
+        ({"a": {"b": None}}, "a.b"),
+        ([{"k": {}}], "[0].k"),
+        ({}, "."),
+        ({"zero": 0, "false": False, "floats": [0.0], "text": "x"}, None),
+    ],
+)
+def test_find_empty_value_names_the_path_of_the_first_empty_value(value: Any, path: str | None):
+    assert find_empty_value(value) == path
