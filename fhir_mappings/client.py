@@ -20,8 +20,11 @@ only, and the token never.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterator, Mapping
+from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -159,6 +162,32 @@ class _BearerAuth(requests.auth.AuthBase):
 
     def __repr__(self) -> str:
         return "_BearerAuth(<redacted>)"
+
+
+class _ThreadSessions:
+    """One keep-alive `requests.Session` per thread and process, so connections are reused."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self) -> requests.Session:
+        """This thread's session; a new one after fork, as sockets must not be shared."""
+        held: tuple[int, requests.Session] | None = getattr(self._local, "held", None)
+        if held is not None and held[0] == os.getpid():
+            return held[1]
+        session = requests.Session()
+        # Requests for different patients and clients share the session: it keeps no cookies.
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        self._local.held = (os.getpid(), session)
+        return session
+
+
+_THREAD_SESSIONS = _ThreadSessions()
+
+
+def thread_session() -> requests.Session:
+    """The calling thread's pooled session (no cookies kept); pass it to FhirClient(session=)."""
+    return _THREAD_SESSIONS.get()
 
 
 class FhirClient:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -26,6 +28,7 @@ from fhir_mappings.client import (
     FhirUnauthorized,
     FhirUnavailable,
     entry_resources,
+    thread_session,
 )
 from fhir_mappings.prefetch import (
     MalformedPrefetch,
@@ -173,6 +176,40 @@ def _job(template: str, state: PrefetchState, value: Any, context: Mapping[str, 
     return lambda client: [resource for resource in [client.read(query)] if resource is not None]
 
 
+class _QueryThreads:
+    """This process's FHIR query threads, kept between hooks so their connections stay open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executors: dict[int, ThreadPoolExecutor] = {}
+
+    def executor(self, max_workers: int) -> ThreadPoolExecutor:
+        """The pool of `max_workers` threads, started on first use."""
+        with self._lock:
+            executor = self._executors.get(max_workers)
+            if executor is None:
+                executor = ThreadPoolExecutor(max_workers, thread_name_prefix="fhir-query")
+                self._executors[max_workers] = executor
+            return executor
+
+    def discard(self, executor: ThreadPoolExecutor) -> None:
+        """Retire a pool whose threads are still busy past a deadline; the next hook gets anew."""
+        with self._lock:
+            for size, held in list(self._executors.items()):
+                if held is executor:
+                    del self._executors[size]
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    def reset_after_fork(self) -> None:
+        """A forked child inherits no threads: forget the parent's pools (and its lock)."""
+        self._lock = threading.Lock()
+        self._executors = {}
+
+
+_QUERY_THREADS = _QueryThreads()
+os.register_at_fork(after_in_child=_QUERY_THREADS.reset_after_fork)
+
+
 def _run_jobs(
     jobs: Mapping[str, Job],
     access: FhirAccess | None,
@@ -186,25 +223,26 @@ def _run_jobs(
     deadline = time.monotonic() + fhir.deadline_seconds
 
     def run(job: Job) -> Fetched:
-        """One job on its own client (sessions are not shared between threads)."""
+        """One job on a client over this thread's own pooled session (never shared by threads)."""
         with client_factory(
             base_url,
             token,
             timeout=fhir.timeout_seconds,
             max_pages=fhir.max_pages,
             deadline=deadline,
+            session=thread_session(),
         ) as client:
             return Fetched(job(client), complete=client.pages_not_followed == 0)
 
-    executor = ThreadPoolExecutor(max_workers=min(fhir.max_workers, len(jobs)))
-    try:
-        futures = {executor.submit(run, job): key for key, job in jobs.items()}
-        left = max(0.0, deadline - time.monotonic())
-        done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
-        _raise_for_failures(futures, done, pending)
-        return {futures[future]: future.result() for future in done}
-    finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+    executor = _QUERY_THREADS.executor(fhir.max_workers)
+    futures = {executor.submit(run, job): key for key, job in jobs.items()}
+    left = max(0.0, deadline - time.monotonic())
+    done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
+    still_running = [future for future in pending if not future.cancel()]
+    if still_running:
+        _QUERY_THREADS.discard(executor)
+    _raise_for_failures(futures, done, pending)
+    return {futures[future]: future.result() for future in done}
 
 
 def _raise_for_failures(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import threading
@@ -514,3 +515,96 @@ def test_token_never_appears_in_gather_logs_or_errors(
 
     assert TOKEN not in caplog.text
     assert TOKEN not in str(raised.value) and TOKEN not in repr(access)
+
+
+class _KeepAliveFhir(http.server.BaseHTTPRequestHandler):
+    """A FHIR server that keeps connections open and records each request's client port."""
+
+    protocol_version = "HTTP/1.1"
+    client_ports: list[int] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        type(self).client_ports.append(self.client_address[1])
+        body = patient_resource() if "/Patient/" in self.path else searchset([])
+        payload = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def keep_alive_fhir() -> Iterator[str]:
+    """The base URL of a keep-alive FHIR server on loopback."""
+    _KeepAliveFhir.client_ports = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveFhir)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/fhir"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_queries_of_successive_hooks_reuse_one_kept_alive_connection(
+    keep_alive_fhir: str, small_templates: dict[str, str]
+) -> None:
+    access = FhirAccess(keep_alive_fhir, TOKEN)
+    one_thread = FhirSettings(timeout_seconds=3.0, deadline_seconds=4.0, max_workers=1)
+
+    first = gather_patient_data(None, CONTEXT, small_templates, access, one_thread)
+    second = gather_patient_data(None, CONTEXT, small_templates, access, one_thread)
+
+    assert first.patient == second.patient == patient_resource()
+    assert len(_KeepAliveFhir.client_ports) == 2 * len(small_templates)
+    assert len(set(_KeepAliveFhir.client_ports)) == 1
+
+
+def test_a_cookie_set_by_the_fhir_server_is_never_sent_back(
+    fhir_server: HTTPServer, small_templates: dict[str, str]
+) -> None:
+    def set_cookie(request: Request) -> Response:
+        body = patient_resource() if "/Patient/" in request.path else searchset([])
+        response = Response(json.dumps(body), content_type="application/fhir+json")
+        response.set_cookie("session", "patient-bound-value")
+        return response
+
+    fhir_server.expect_request("/fhir/Patient/" + PATIENT_ID).respond_with_handler(set_cookie)
+    fhir_server.expect_request("/fhir/Observation").respond_with_handler(set_cookie)
+    access = FhirAccess(fhir_server.url_for("/fhir"), TOKEN)
+    one_thread = FhirSettings(timeout_seconds=3.0, deadline_seconds=4.0, max_workers=1)
+
+    gather_patient_data(None, CONTEXT, small_templates, access, one_thread)
+    gather_patient_data(None, CONTEXT, small_templates, access, one_thread)
+
+    assert len(fhir_server.log) == 2 * len(small_templates)
+    assert all("Cookie" not in request.headers for request, _ in fhir_server.log)
+
+
+def test_after_a_deadline_with_calls_in_flight_the_next_hook_still_gets_its_answers(
+    fhir_server: HTTPServer, small_templates: dict[str, str]
+) -> None:
+    slow = threading.Event()
+
+    def answer(request: Request) -> Response:
+        if slow.is_set():
+            threading.Event().wait(1.0)
+        body = patient_resource() if "/Patient/" in request.path else searchset([])
+        return Response(json.dumps(body), content_type="application/fhir+json")
+
+    fhir_server.expect_request("/fhir/Patient/" + PATIENT_ID).respond_with_handler(answer)
+    fhir_server.expect_request("/fhir/Observation").respond_with_handler(answer)
+    access = FhirAccess(fhir_server.url_for("/fhir"), TOKEN)
+    settings = FhirSettings(timeout_seconds=3.0, deadline_seconds=0.3, max_workers=3)
+
+    slow.set()
+    with pytest.raises(DataUnavailable):
+        gather_patient_data(None, CONTEXT, small_templates, access, settings)
+    slow.clear()
+    data = gather_patient_data(None, CONTEXT, small_templates, access, settings)
+
+    assert data.patient == patient_resource()
