@@ -164,6 +164,34 @@ class _BearerAuth(requests.auth.AuthBase):
         return "_BearerAuth(<redacted>)"
 
 
+class _KeptSession(requests.Session):
+    """A long-lived session that reads proxy and CA settings from the environment once per origin.
+
+    `requests` scans the whole environment on every call for them (about 0.2 ms); a service reads
+    its environment at start, so the first answer for a scheme and host is kept for later calls.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Requests for different patients and clients share the session: it keeps no cookies.
+        self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        self._environment: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        """The settings for `url`, from the per-origin cache when the call passes no overrides."""
+        if proxies or stream is not None or verify is not None or cert is not None or not url:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        origin = (parts.scheme.lower(), parts.netloc.lower())
+        settings = self._environment.get(origin)
+        if settings is None:
+            settings = super().merge_environment_settings(url, {}, None, None, None)
+            self._environment[origin] = settings
+        return {**settings, "proxies": dict(settings["proxies"])}
+
+
 class _ThreadSessions:
     """One keep-alive `requests.Session` per thread and process, so connections are reused."""
 
@@ -175,9 +203,7 @@ class _ThreadSessions:
         held: tuple[int, requests.Session] | None = getattr(self._local, "held", None)
         if held is not None and held[0] == os.getpid():
             return held[1]
-        session = requests.Session()
-        # Requests for different patients and clients share the session: it keeps no cookies.
-        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        session = _KeptSession()
         self._local.held = (os.getpid(), session)
         return session
 

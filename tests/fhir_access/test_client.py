@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from typing import Any
 
@@ -398,3 +399,38 @@ def test_token_and_patient_id_never_appear_in_errors_or_logs(
     assert PATIENT_ID in caplog.text  # the full URL is logged, but only at DEBUG
     ours = [r for r in caplog.records if r.name.startswith("fhir_mappings")]
     assert all(PATIENT_ID not in r.getMessage() for r in ours if r.levelno > logging.DEBUG)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://ehr.example.org/fhir/Patient/1", "https://internal.example.org/fhir/Observation?x=1"],
+)
+def test_thread_session_applies_environment_proxies_and_no_proxy_like_requests(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    from fhir_mappings.client import _KeptSession
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.org:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3129")
+    monkeypatch.setenv("NO_PROXY", "internal.example.org")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/site-bundle.pem")
+    kept = _KeptSession()
+
+    expected = requests.Session().merge_environment_settings(url, {}, None, None, None)
+    first = kept.merge_environment_settings(url, {}, None, None, None)
+    again = kept.merge_environment_settings(url, {}, None, None, None)
+
+    assert first == again == expected
+    assert expected["verify"] == "/etc/ssl/site-bundle.pem"
+
+
+def test_thread_session_is_one_per_thread_and_kept_between_calls() -> None:
+    from fhir_mappings.client import thread_session
+
+    other: list[requests.Session] = []
+    thread = threading.Thread(target=lambda: other.append(thread_session()))
+    thread.start()
+    thread.join(timeout=10)
+
+    assert thread_session() is thread_session()
+    assert other and other[0] is not thread_session()
