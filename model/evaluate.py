@@ -8,6 +8,7 @@ outcome: calibration against an outcome shows how far that probability is from o
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any
@@ -16,8 +17,19 @@ import numpy as np
 from jinja2 import Environment
 from markupsafe import Markup
 from scipy.special import expit, logit
-from scipy.stats import rankdata
-from sklearn.metrics import confusion_matrix, precision_recall_curve, roc_curve
+from sklearn import config_context
+from sklearn.exceptions import ConvergenceWarning, UndefinedMetricWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    cohen_kappa_score,
+    confusion_matrix,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 from tqdm import tqdm
 
 from model.cohort import Cohort, PatientOutcome, cohort_timelines
@@ -116,10 +128,14 @@ def _cohort_summary(cohort: Cohort) -> dict[str, Any]:
 def with_interval(metric: Metric, truth: np.ndarray, score: np.ndarray, boot: np.ndarray) -> dict:
     """Point estimate and percentile bootstrap 95% interval; None where undefined."""
     point = _safe(metric, truth, score)
-    draws = [_safe(metric, truth[i], score[i]) for i in boot]
+    if point is None:
+        return {"estimate": None, "ci95": None}
+    with config_context(assume_finite=True, skip_parameter_validation=True):
+        # Resamples of inputs already checked by the point estimate need no re-checking.
+        draws = [_safe(metric, truth[i], score[i]) for i in boot]
     finite = np.array([d for d in draws if d is not None], dtype=float)
-    if point is None or len(finite) < max(10, len(boot) // 2):
-        return {"estimate": point, "ci95": None}
+    if len(finite) < max(10, len(boot) // 2):
+        return {"estimate": round(point, 4), "ci95": None}
     low, high = np.percentile(finite, [2.5, 97.5])
     return {"estimate": round(point, 4), "ci95": [round(float(low), 4), round(float(high), 4)]}
 
@@ -135,53 +151,48 @@ def _safe(metric: Metric, truth: np.ndarray, score: np.ndarray) -> float | None:
 
 
 def auroc(truth: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); ValueError for one class."""
-    positives = int(truth.sum())
-    negatives = len(truth) - positives
-    if positives == 0 or negatives == 0:
-        raise ValueError("one class only")
-    ranks = rankdata(score)
-    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    """Area under the ROC curve (ties counted half); ValueError for one class."""
+    _require_both_classes(truth)
+    return float(roc_auc_score(truth, score))
 
 
 def auprc(truth: np.ndarray, score: np.ndarray) -> float:
-    """Average precision (step-wise, as scikit-learn defines it); ValueError without events."""
+    """Average precision (step-wise precision over recall); ValueError without events."""
     if not truth.any():
         raise ValueError("no events")
-    order = np.argsort(-score, kind="mergesort")
-    ranked, hits = score[order], truth[order].astype(float)
-    last_of_tie = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
-    true_pos = np.cumsum(hits)[last_of_tie]
-    precision = true_pos / (last_of_tie + 1)
-    recall = true_pos / true_pos[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(average_precision_score(truth, score))
+
+
+def _require_both_classes(truth: np.ndarray) -> None:
+    """Raise ValueError unless `truth` holds both outcomes, as `_safe` expects."""
+    if truth.all() or not truth.any():
+        raise ValueError("one class only")
 
 
 def calibration_slope(truth: np.ndarray, probability: np.ndarray) -> float:
-    """Slope of the logistic recalibration of the outcome on logit(probability)."""
-    if truth.all() or not truth.any():
-        raise ValueError("one class only")
-    design = np.column_stack([np.ones(len(truth)), _logit(probability)])
-    return float(_logistic_fit(design, truth.astype(float))[1])
+    """Slope of the unpenalised logistic recalibration of the outcome on logit(probability)."""
+    _require_both_classes(truth)
+    if _separated(truth.astype(bool), probability):
+        raise ValueError("outcome perfectly separated by probability: the slope is unbounded")
+    recalibration = LogisticRegression(C=np.inf, solver="newton-cholesky", tol=1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        try:
+            recalibration.fit(_logit(probability)[:, None], truth)
+        except ConvergenceWarning as unconverged:
+            raise ValueError("recalibration did not converge") from unconverged
+    return float(recalibration.coef_[0, 0])
 
 
-def _logistic_fit(design: np.ndarray, outcome: np.ndarray) -> np.ndarray:
-    """Unpenalised logistic regression by Newton-Raphson."""
-    weights = np.zeros(design.shape[1])
-    for _ in range(50):
-        mean = expit(design @ weights)
-        hessian = design.T @ (design * (mean * (1 - mean))[:, None])
-        step = np.linalg.solve(hessian + 1e-9 * np.eye(len(weights)), design.T @ (outcome - mean))
-        weights += step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return weights
+def _separated(truth: np.ndarray, probability: np.ndarray) -> bool:
+    """Whether one threshold splits events from non-events, leaving no finite logistic fit."""
+    events, others = probability[truth], probability[~truth]
+    return bool(others.max() <= events.min() or events.max() <= others.min())
 
 
 def calibration_intercept(truth: np.ndarray, probability: np.ndarray) -> float:
     """Calibration-in-the-large: intercept with logit(probability) as offset (Newton steps)."""
-    if truth.all() or not truth.any():
-        raise ValueError("one class only")
+    _require_both_classes(truth)
     offset, intercept = _logit(probability), 0.0
     for _ in range(50):
         mean = expit(intercept + offset)
@@ -198,26 +209,30 @@ def _logit(probability: np.ndarray) -> np.ndarray:
 
 def brier(truth: np.ndarray, probability: np.ndarray) -> float:
     """Mean squared difference between probability and outcome."""
-    return float(np.mean((probability - truth) ** 2))
+    return float(brier_score_loss(truth, probability, pos_label=True))
 
 
 def balanced_accuracy(truth: np.ndarray, guess: np.ndarray) -> float:
     """Mean recall over the classes present in `truth`."""
-    return float(np.mean([np.mean(guess[truth == label] == label) for label in np.unique(truth)]))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(truth, guess))
 
 
 def cohen_kappa(truth: np.ndarray, guess: np.ndarray) -> float:
-    """Agreement beyond chance between two labellings."""
-    labels = np.unique(np.concatenate([truth, guess]))
-    observed = np.mean(truth == guess)
-    expected = sum(np.mean(truth == label) * np.mean(guess == label) for label in labels)
-    if expected >= 1.0:
+    """Agreement beyond chance between two labellings; ValueError where it is undefined."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.filterwarnings("ignore", "A single label was found")
+        value = float(cohen_kappa_score(truth, guess))
+    if not np.isfinite(value):
         raise ValueError("agreement by chance is complete")
-    return float((observed - expected) / (1 - expected))
+    return value
 
 
 def calibration_curve(truth: np.ndarray, probability: np.ndarray) -> list[dict[str, float]]:
     """Observed outcome rate against mean probability in quantile bins."""
+    # sklearn.calibration.calibration_curve does not return the per-bin counts the report keeps.
     if len(truth) == 0:
         return []
     edges = np.unique(np.quantile(probability, np.linspace(0, 1, CALIBRATION_BINS + 1)))

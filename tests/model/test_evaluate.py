@@ -1,4 +1,4 @@
-"""Evaluation: metric functions against scikit-learn, the report's content, and the CLIs."""
+"""Evaluation: metric functions on hand-computed examples, the report's content, and the CLIs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.metrics import (
-    average_precision_score,
-    balanced_accuracy_score,
-    cohen_kappa_score,
-    roc_auc_score,
-)
+from scipy.special import expit, logit
 
 from model import evaluate_cli, train_cli
 from model.evaluate import (
@@ -21,6 +16,8 @@ from model.evaluate import (
     auroc,
     balanced_accuracy,
     bootstrap_indices,
+    brier,
+    calibration_curve,
     calibration_intercept,
     calibration_slope,
     cohen_kappa,
@@ -44,42 +41,124 @@ def scores():
     return truth, score
 
 
-def test_auroc_and_auprc_match_scikit_learn_with_ties(scores):
-    truth, score = scores
-    assert auroc(truth, score) == pytest.approx(roc_auc_score(truth, score))
-    assert auprc(truth, score) == pytest.approx(average_precision_score(truth, score))
+def test_auroc_counts_a_tied_pair_as_half():
+    truth = np.array([False, True, False, True])
+    score = np.array([0.2, 0.2, 0.1, 0.9])
+    # Positive pairs: 0.2 vs 0.2 tie (0.5), 0.2 vs 0.1 (1), 0.9 vs both (2): 3.5 of 4.
+    assert auroc(truth, score) == pytest.approx(3.5 / 4)
 
 
-def test_balanced_accuracy_matches_scikit_learn_and_ignores_unseen_predictions():
+def test_auroc_of_a_reversed_ranking_is_zero():
+    truth = np.array([True, True, False, False])
+    assert auroc(truth, np.array([0.1, 0.2, 0.3, 0.4])) == pytest.approx(0.0)
+
+
+def test_auprc_steps_precision_over_recall_with_tied_scores():
+    truth = np.array([True, False, True])
+    score = np.array([0.9, 0.5, 0.5])
+    # Recall 0.5 at precision 1, then recall 1 at precision 2/3 (the tie is one threshold).
+    assert auprc(truth, score) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+
+
+def test_auprc_is_one_when_every_patient_has_the_event():
+    assert auprc(np.ones(4, dtype=bool), np.array([0.1, 0.4, 0.2, 0.9])) == pytest.approx(1.0)
+
+
+def test_brier_is_the_mean_squared_error_and_defined_for_one_class():
+    assert brier(np.array([True, False]), np.array([0.8, 0.4])) == pytest.approx(0.1)
+    assert brier(np.zeros(2, dtype=bool), np.array([0.2, 0.4])) == pytest.approx(0.1)
+
+
+@pytest.mark.filterwarnings("error")
+def test_balanced_accuracy_averages_recall_over_reference_classes_only():
     truth = np.array(["a", "a", "a", "b", "b"])
-    guess = np.array(["a", "a", "b", "b", "b"])
-    assert balanced_accuracy(truth, guess) == pytest.approx(balanced_accuracy_score(truth, guess))
+    assert balanced_accuracy(truth, np.array(["a", "a", "b", "b", "b"])) == pytest.approx(
+        (2 / 3 + 1) / 2
+    )
+    # A predicted class the reference never uses adds no recall term and no warning.
     assert balanced_accuracy(truth, np.array(["a", "a", "c", "b", "c"])) == pytest.approx(
         (2 / 3 + 1 / 2) / 2
     )
 
 
-def test_cohen_kappa_matches_scikit_learn():
-    rng = np.random.default_rng(2)
-    first = rng.choice(["a", "b", "c"], 300)
-    second = np.where(rng.random(300) < 0.6, first, rng.choice(["a", "b", "c"], 300))
-    assert cohen_kappa(first, second) == pytest.approx(cohen_kappa_score(first, second))
+def test_cohen_kappa_on_a_hand_computed_table():
+    first = np.array(["a", "a", "b", "b"], dtype=object)
+    second = np.array(["a", "b", "b", "b"], dtype=object)
+    # Observed 3/4; chance 0.5 * 0.25 + 0.5 * 0.75 = 0.5; kappa (0.75 - 0.5) / 0.5.
+    assert cohen_kappa(first, second) == pytest.approx(0.5)
+    assert cohen_kappa(first, first) == pytest.approx(1.0)
 
 
-def test_perfectly_calibrated_probabilities_have_slope_one_intercept_zero():
+@pytest.mark.filterwarnings("error")
+def test_cohen_kappa_is_undefined_when_both_labellings_are_one_class():
+    same = np.array(["a"] * 5, dtype=object)
+    with pytest.raises(ValueError):
+        cohen_kappa(same, same)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize(
+    "metric", [auroc, calibration_slope, calibration_intercept], ids=lambda m: m.__name__
+)
+def test_metrics_needing_both_outcomes_refuse_a_one_class_sample(metric):
+    probability = np.linspace(0.1, 0.9, 6)
+    for truth in (np.zeros(6, dtype=bool), np.ones(6, dtype=bool)):
+        with pytest.raises(ValueError):
+            metric(truth, probability)
+
+
+def test_auprc_refuses_a_sample_without_events():
+    with pytest.raises(ValueError):
+        auprc(np.zeros(6, dtype=bool), np.linspace(0.1, 0.9, 6))
+
+
+@pytest.fixture(scope="module")
+def calibrated():
     rng = np.random.default_rng(9)
     probability = rng.uniform(0.05, 0.95, 20000)
-    truth = rng.random(20000) < probability
+    return rng.random(20000) < probability, probability
+
+
+def test_perfectly_calibrated_probabilities_have_slope_one_intercept_zero(calibrated):
+    truth, probability = calibrated
     assert calibration_slope(truth, probability) == pytest.approx(1.0, abs=0.08)
     assert calibration_intercept(truth, probability) == pytest.approx(0.0, abs=0.05)
 
 
-def test_overconfident_probabilities_have_slope_below_one():
-    rng = np.random.default_rng(9)
-    probability = rng.uniform(0.05, 0.95, 20000)
-    truth = rng.random(20000) < probability
-    sharpened = 1 / (1 + np.exp(-3 * np.log(probability / (1 - probability))))
-    assert calibration_slope(truth, sharpened) < 0.5
+def test_overconfident_probabilities_have_slope_below_one(calibrated):
+    truth, probability = calibrated
+    sharpened = expit(3 * logit(probability))
+    assert calibration_slope(truth, sharpened) == pytest.approx(1 / 3, abs=0.04)
+
+
+def test_underconfident_probabilities_have_slope_above_one(calibrated):
+    truth, probability = calibrated
+    softened = expit(logit(probability) / 2)
+    assert calibration_slope(truth, softened) == pytest.approx(2.0, abs=0.15)
+
+
+def test_probabilities_shifted_up_on_the_logit_scale_have_a_negative_intercept(calibrated):
+    truth, probability = calibrated
+    shifted = expit(logit(probability) + 1.0)
+    assert calibration_intercept(truth, shifted) == pytest.approx(-1.0, abs=0.06)
+
+
+@pytest.mark.filterwarnings("error")
+def test_calibration_slope_is_undefined_when_probability_separates_the_outcome():
+    probability = np.linspace(0.05, 0.95, 10)
+    with pytest.raises(ValueError):
+        calibration_slope(probability > 0.5, probability)
+    with pytest.raises(ValueError):
+        calibration_slope(probability < 0.5, probability)
+
+
+def test_calibration_curve_keeps_the_count_of_each_quantile_bin():
+    probability = np.repeat([0.1, 0.3, 0.5, 0.7, 0.9], 4)
+    truth = np.array([True, False, False, False] * 5)
+    points = calibration_curve(truth, probability)
+    assert [p["predicted"] for p in points] == [0.1, 0.3, 0.5, 0.7, 0.9]
+    assert [p["observed"] for p in points] == [0.25] * 5
+    assert [p["n"] for p in points] == [4] * 5
 
 
 def test_threshold_metrics_on_a_known_table():
@@ -96,17 +175,46 @@ def test_net_benefit_of_treating_everyone_follows_the_formula():
     assert net_benefit(truth, np.ones(10, dtype=bool), 0.2) == pytest.approx(0.3 - 0.7 * 0.25)
 
 
-def test_bootstrap_interval_brackets_the_estimate(scores):
+@pytest.mark.parametrize(
+    "metric",
+    [auroc, auprc, brier, calibration_slope, calibration_intercept],
+    ids=lambda m: m.__name__,
+)
+def test_bootstrap_interval_brackets_the_estimate(scores, metric):
     truth, score = scores
-    result = with_interval(auroc, truth, score, bootstrap_indices(len(truth), 100, 0))
+    result = with_interval(metric, truth, score, bootstrap_indices(len(truth), 100, 0))
     low, high = result["ci95"]
     assert low < result["estimate"] < high
 
 
-def test_interval_is_absent_when_metric_is_undefined():
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize(
+    "metric", [auroc, auprc, calibration_slope, calibration_intercept], ids=lambda m: m.__name__
+)
+def test_interval_is_absent_when_metric_is_undefined(metric):
     truth = np.zeros(50, dtype=bool)
-    result = with_interval(auroc, truth, np.linspace(0, 1, 50), bootstrap_indices(50, 30, 0))
+    result = with_interval(metric, truth, np.linspace(0, 1, 50), bootstrap_indices(50, 30, 0))
     assert result == {"estimate": None, "ci95": None}
+
+
+@pytest.mark.filterwarnings("error")
+def test_interval_is_absent_when_most_resamples_hold_one_class():
+    truth = np.array([True, False, False, True, False, True, False])
+    score = np.array([0.9, 0.8, 0.1, 0.3, 0.5, 0.45, 0.4])
+    negatives_only = np.tile([1, 2, 4, 6, 1, 2, 4], (30, 1))
+    boot = np.vstack([negatives_only, np.tile(np.arange(7), (10, 1))])
+    result = with_interval(auroc, truth, score, boot)
+    # Pairs won: 0.9 beats 4 negatives, 0.3 beats 1, 0.45 beats 2: 7 of 12, rounded.
+    assert result == {"estimate": 0.5833, "ci95": None}
+
+
+def test_interval_ignores_single_class_resamples_of_a_small_sample():
+    truth = np.array([True, True, False, False, False, True, False, False])
+    score = np.array([0.8, 0.6, 0.3, 0.5, 0.2, 0.4, 0.7, 0.1])
+    result = with_interval(auroc, truth, score, bootstrap_indices(8, 200, 3))
+    assert result["estimate"] == pytest.approx(auroc(truth, score), abs=1e-4)
+    low, high = result["ci95"]
+    assert 0.0 <= low <= result["estimate"] <= high <= 1.0
 
 
 @pytest.fixture(scope="module")
