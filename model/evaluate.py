@@ -297,7 +297,8 @@ def _agreement(
     if len(truth) == 0:
         return {"source": source, "n": 0}
     classes = sorted(set(truth) | set(guess))
-    kappa = with_interval(cohen_kappa, truth, guess, _resized(boot, len(truth), 0))
+    truth_codes, guess_codes = _shared_codes(truth, guess)
+    kappa = with_interval(cohen_kappa, truth_codes, guess_codes, _resized(boot, len(truth), 0))
     return {
         "source": source,
         "n": int(len(truth)),
@@ -307,6 +308,12 @@ def _agreement(
         "balanced_accuracy": round(balanced_accuracy(truth, guess), 4),
         "cohen_kappa": kappa,
     }
+
+
+def _shared_codes(first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both labellings as integer codes over their joint labels, encoded once for resampling."""
+    _, codes = np.unique(np.concatenate([first, second]).astype(str), return_inverse=True)
+    return codes[: len(first)], codes[len(first) :]
 
 
 def _reference_labels(
