@@ -302,9 +302,10 @@ def _marker_text(analyte: str, marker: Mapping[str, Any]) -> str:
     """`analyte: value unit at time (system|code)` from one extension marker."""
     value = marker.get("value")
     value_text = f"{value:g}" if isinstance(value, int | float) else "?"
+    assumed = " (unit not sent; assumed from the code)" if marker.get("unitAssumed") else ""
     return (
-        f"{analyte}: {marker.get('comparator') or ''}{value_text} {marker.get('unit', '')} "
-        f"at {marker.get('time', '?')} ({marker.get('code', '?')})"
+        f"{analyte}: {marker.get('comparator') or ''}{value_text} {marker.get('unit', '')}"
+        f"{assumed} at {marker.get('time', '?')} ({marker.get('code', '?')})"
     )
 
 

@@ -117,3 +117,15 @@ def test_rendered_card_shows_markers_missing_suggestions_links_and_synthetic_mod
     assert "Missing:   il6" in text
     assert "Consider ordering: Interleukin-6 (recommended)" in text
     assert "Model card <https://cds.test/model-card>" in text
+
+
+def test_render_card_says_when_a_unit_was_assumed():
+    marker = {"value": 12.0, "unit": "pg/mL", "time": "t1", "code": "http://loinc.org|26881-3"}
+    card = {
+        "summary": "s",
+        "extension": {ASSESSMENT_EXTENSION: {"markers": {"il6": {**marker, "unitAssumed": True}}}},
+    }
+    text = "\n".join(render_card(card))
+    assert "il6: 12 pg/mL (unit not sent; assumed from the code) at t1" in text
+    card["extension"][ASSESSMENT_EXTENSION]["markers"]["il6"] = marker
+    assert "assumed" not in "\n".join(render_card(card))
