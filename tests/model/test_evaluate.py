@@ -248,6 +248,20 @@ def test_report_agreement_uses_reference_labels_when_present(report):
     assert sum(map(sum, agreement["confusion_matrix"])) == agreement["n"]
 
 
+def test_report_kappa_and_balanced_accuracy_follow_from_its_confusion_matrix(report):
+    agreement = report["agreement"]
+    table = np.array(agreement["confusion_matrix"], dtype=float)
+    n = table.sum()
+    chance = np.sum(table.sum(axis=0) * table.sum(axis=1)) / n**2
+    kappa = (np.trace(table) / n - chance) / (1 - chance)
+    assert agreement["cohen_kappa"]["estimate"] == pytest.approx(kappa, abs=1e-4)
+    reference_rows = table.sum(axis=1) > 0
+    recalls = np.diag(table)[reference_rows] / table.sum(axis=1)[reference_rows]
+    assert agreement["balanced_accuracy"] == pytest.approx(recalls.mean(), abs=1e-4)
+    low, high = agreement["cohen_kappa"]["ci95"]
+    assert low <= agreement["cohen_kappa"]["estimate"] <= high
+
+
 def test_html_report_has_figures_and_synthetic_warning(report):
     html = render_report(report)
     assert html.count("<svg") == 4
