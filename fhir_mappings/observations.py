@@ -124,7 +124,7 @@ def _outcome(result: _Result, patient_id: str | None) -> Measurement | Exclusion
     time: datetime | None = None
     try:
         time = _effective_time_or_none(result.observation)
-        return _measurement(result, patient_id)
+        return _measurement(result, patient_id, time)
     except _Excluded as excluded:
         return _exclusion(result, excluded.reason, excluded.detail, time)
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as error:
@@ -147,11 +147,16 @@ def _exclusion(
     )
 
 
-def _measurement(result: _Result, patient_id: str | None) -> Measurement:
-    """Apply every rule in order (subject, status, time, value, unit) and build the Measurement."""
+def _measurement(
+    result: _Result, patient_id: str | None, parsed_time: datetime | None = None
+) -> Measurement:
+    """Apply every rule in order (subject, status, time, value, unit) and build the Measurement.
+
+    `parsed_time` is the effective time already read from the Observation, when it was usable.
+    """
     _check_subject(result.observation, patient_id)
     status = _usable_status(result.observation)
-    time = _effective_time(result.observation)
+    time = parsed_time if parsed_time is not None else _effective_time(result.observation)
     quantity = _quantity(result.holder, result.analyte)
     source_value = _numeric_value(quantity, result.analyte)
     comparator = _comparator(quantity)
