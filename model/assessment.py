@@ -54,7 +54,8 @@ class Timeline:
     now: datetime
     window: timedelta
     series: Mapping[str, MarkerSeries]  # analyte -> counted results within the window
-    stale: Mapping[str, Measurement] = field(default_factory=dict)  # latest result, older than window
+    # latest result of an analyte whose every result is older than the window
+    stale: Mapping[str, Measurement] = field(default_factory=dict)
     preliminary: tuple[Measurement, ...] = ()  # shown as preliminary, never scored
     exclusions: tuple[Exclusion, ...] = ()
 
