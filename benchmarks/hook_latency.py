@@ -38,9 +38,9 @@ from cds_service.demo import (
     discover,
     hook_request,
     running_service,
-    service_config_toml,
     stop_process,
     wait_for_health,
+    write_service_config,
 )
 from cds_service.sandbox_fhir import LOOPBACK, SandboxFhir, free_port, load_resources
 
@@ -235,15 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         patient = scenario_patient("hyperinflammatory", PATIENT_ID, now=datetime.now(UTC))
         load_resources(sandbox.base_url, patient)
-        config = workdir / "settings.toml"
-        config.write_text(
-            service_config_toml(
-                public_base_url=service_url,
-                port=service_port,
-                state_dir=workdir / "var",
-                ehr=ehr,
-                fhir_base=sandbox.base_url,
-            )
+        config = write_service_config(
+            workdir, port=service_port, ehr=ehr, fhir_base=sandbox.base_url
         )
         stack.enter_context(running_service(config, service_url, workdir / "service.log"))
         trivial_log = stack.enter_context((workdir / "trivial.log").open("wb"))

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cds_service.app import create_app
-from cds_service.demo import SERVICE_ID, DemoEhr, build_prefetch, hook_request, service_config_toml
+from cds_service.demo import SERVICE_ID, DemoEhr, build_prefetch, hook_request, write_service_config
 from cds_service.sandbox_fhir import LOOPBACK, SandboxFhir, free_port, load_resources
 from cds_service.settings import load_settings
 
@@ -43,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Start the sandbox, build the app, profile the calls, print the figures."""
     args = parse_args(argv)
     ehr = DemoEhr()
-    base_url = f"http://{LOOPBACK}:{free_port()}"
+    port = free_port()
+    base_url = f"http://{LOOPBACK}:{port}"
     audience = f"{base_url}/cds-services/{SERVICE_ID}"
     with tempfile.TemporaryDirectory(prefix="picu-profile-") as tmp:
         workdir = Path(tmp)
@@ -52,16 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             patient = scenario_patient("hyperinflammatory", PATIENT_ID, now=datetime.now(UTC))
             load_resources(sandbox.base_url, patient)
-            config = workdir / "settings.toml"
-            config.write_text(
-                service_config_toml(
-                    public_base_url=base_url,
-                    port=0,
-                    state_dir=workdir / "var",
-                    ehr=ehr,
-                    fhir_base=sandbox.base_url,
-                )
-            )
+            config = write_service_config(workdir, port=port, ehr=ehr, fhir_base=sandbox.base_url)
             app = create_app(load_settings(config))
             client = app.test_client()
             templates = client.get(

@@ -172,6 +172,21 @@ def service_config_toml(
     )
 
 
+def write_service_config(workdir: Path, *, port: int, ehr: DemoEhr, fhir_base: str) -> Path:
+    """Write the demo service's settings file into `workdir`; its state goes to `workdir/var`."""
+    config = workdir / "settings.toml"
+    config.write_text(
+        service_config_toml(
+            public_base_url=f"http://{LOOPBACK}:{port}",
+            port=port,
+            state_dir=workdir / "var",
+            ehr=ehr,
+            fhir_base=fhir_base,
+        )
+    )
+    return config
+
+
 # --- the service process ---
 
 
@@ -384,16 +399,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         print(f"starting the sandbox FHIR server (sekmet) in {workdir} ...", flush=True)
         sandbox = stack.enter_context(SandboxFhir.start(workdir / "sekmet", port=args.fhir_port))
         load_demo_patients(sandbox.base_url, datetime.now(UTC))
-        config = workdir / "settings.toml"
-        config.write_text(
-            service_config_toml(
-                public_base_url=service_url,
-                port=port,
-                state_dir=workdir / "var",
-                ehr=ehr,
-                fhir_base=sandbox.base_url,
-            )
-        )
+        config = write_service_config(workdir, port=port, ehr=ehr, fhir_base=sandbox.base_url)
         print(f"starting picu-endotype serve on {service_url} ...", flush=True)
         stack.enter_context(running_service(config, service_url, workdir / "service.log"))
         show_cards(service_url, sandbox.base_url, ehr)

@@ -17,7 +17,7 @@ from cds_service.demo import (
     discover,
     hook_request,
     running_service,
-    service_config_toml,
+    write_service_config,
 )
 from cds_service.sandbox_fhir import LOOPBACK, SandboxFhir, free_port
 
@@ -47,16 +47,7 @@ def served_calls(
     workdir = tmp_path_factory.mktemp("serve")
     ehr, port = DemoEhr(), free_port()
     service_url = f"http://{LOOPBACK}:{port}"
-    config = workdir / "settings.toml"
-    config.write_text(
-        service_config_toml(
-            public_base_url=service_url,
-            port=port,
-            state_dir=workdir / "var",
-            ehr=ehr,
-            fhir_base=sandbox_fhir.base_url,
-        )
-    )
+    config = write_service_config(workdir, port=port, ehr=ehr, fhir_base=sandbox_fhir.base_url)
     log_path = workdir / "service.log"
     hook_url = f"{service_url}/cds-services/{SERVICE_ID}"
     patient_id = scenario_patients["hyperinflammatory"]
