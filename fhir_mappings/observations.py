@@ -8,13 +8,13 @@ Exclusion (one per panel component for panel Observations), and malformed input 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from fhir_mappings.fhirtime import FhirTimeError, parse_instant
 from fhir_mappings.measurement import (
     COUNTED_STATUSES,
     PRELIMINARY_STATUSES,
@@ -44,11 +44,6 @@ NON_NUMERIC_VALUES = (
     "valueDateTime",
     "valuePeriod",
 )
-# FHIR dateTime / instant: a year, optionally month, day, and a time with optional offset.
-_FHIR_DATETIME = re.compile(
-    r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
-)
-_HAS_TIME = re.compile(r"T\d{2}:\d{2}")
 
 
 class _Excluded(Exception):
@@ -263,20 +258,11 @@ def _effective_text(observation: Mapping[str, Any]) -> Any:
 
 def _utc(text: Any) -> datetime:
     """An aware UTC datetime from a FHIR dateTime that has a time and an offset."""
-    match = _FHIR_DATETIME.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise _Excluded(
-            ExclusionReason.MALFORMED, f"effective time {text!r} is not a FHIR dateTime"
-        )
-    if match.group("tz") is None:
-        precision = "has no timezone" if _HAS_TIME.search(text) else "has no time of day"
-        raise _Excluded(ExclusionReason.IMPRECISE_TIME, f"effective time {text} {precision}")
     try:
-        return datetime.fromisoformat(text).astimezone(UTC)
-    except ValueError:
-        raise _Excluded(
-            ExclusionReason.MALFORMED, f"effective time {text} is not a valid date"
-        ) from None
+        return parse_instant(text)
+    except FhirTimeError as error:
+        reason = ExclusionReason.IMPRECISE_TIME if error.imprecise else ExclusionReason.MALFORMED
+        raise _Excluded(reason, f"effective time {error.detail}") from None
 
 
 # --- value and unit --------------------------------------------------------------------------
