@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -83,10 +83,16 @@ def prefetch_templates(panel: Panel, page_size: int) -> dict[str, str]:
 
 def _code_param(panel: Panel, key: str) -> str:
     """The analyte's token search value, URL-safe; ValueError for codes needing FHIR escapes."""
-    for coding in panel.codes_for(key):
-        if SEARCH_SPECIAL.search(coding.system) or SEARCH_SPECIAL.search(coding.code):
-            raise ValueError(f"code {coding.system}|{coding.code} of {key!r} needs search escaping")
-    return quote(panel.token_param(key), safe=":/|,-._~")
+    return token_search_value(((c.system, c.code) for c in panel.codes_for(key)), key)
+
+
+def token_search_value(codes: Iterable[tuple[str, str]], owner: str) -> str:
+    """`system|code,system|code`, URL-safe; ValueError naming `owner` for codes needing escapes."""
+    pairs = list(codes)
+    for system, code in pairs:
+        if SEARCH_SPECIAL.search(system) or SEARCH_SPECIAL.search(code):
+            raise ValueError(f"code {system}|{code} of {owner!r} needs search escaping")
+    return quote(",".join(f"{system}|{code}" for system, code in pairs), safe=":/|,-._~")
 
 
 def fill_template(template: str, context: Mapping[str, Any]) -> str:
