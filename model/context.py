@@ -9,7 +9,8 @@
   exactly v3-RoleCode PEDICU), id or identifier, or when its serviceType matches a configured code;
 - the anchor, first match wins: an onset Condition, the Phoenix onset, the PICU admission, the
   encounter start, and (gate off only) the assessment time minus the window;
-- the pending orders: active ServiceRequests with an order intent for panel analytes.
+- the pending orders: active ServiceRequests with an order intent for panel analytes, not
+  authored before the look-back (orders left open from an earlier stay are not pending).
 Pure: plain facts in, plain facts out.
 """
 
@@ -394,7 +395,7 @@ def _anchor(
 def _condition_anchor(
     conditions: Iterable[ConditionFacts], settings: ContextSettings, now: datetime, lower: datetime
 ) -> Anchor | None:
-    """The most recent onset of a configured, confirmed-or-unrefuted Condition in range."""
+    """The most recent onset in range of a configured Condition not refuted or entered in error."""
     found: list[tuple[datetime, ConditionFacts, tuple[str, str]]] = []
     for condition in conditions:
         code = next((c for c in condition.codes if c in settings.onset_condition_codes), None)
