@@ -22,11 +22,12 @@ Pure: readings (from `fhir_mappings.phoenix_inputs`) and a patient in, a `Phoeni
 
 from __future__ import annotations
 
+import calendar
 import importlib.metadata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 import numpy as np
@@ -48,7 +49,6 @@ PACKAGE_VERSION = importlib.metadata.version(PACKAGE)
 ONSET_THRESHOLD = 2
 MAX_AGE_MONTHS = 216
 TERM_WEEKS = 37
-DAYS_PER_MONTH = 365.25 / 12
 HOUR = timedelta(hours=1)
 SAME_HOUR = 3600.0  # seconds: an arterial MAP this close to the newest value is preferred
 SPO2_MAX_FOR_SF = 97.0
@@ -191,10 +191,24 @@ def hourly_grid(start: datetime, end: datetime) -> tuple[datetime, ...]:
 
 
 def age_in_months(patient: PhoenixPatient, when: datetime) -> float | None:
-    """Age in months (days / 30.4375), not corrected for prematurity; None without birth date."""
+    """Calendar age in months (whole months plus the elapsed part of the current one), not
+    corrected for prematurity; None without a birth date."""
     if patient.birth_date is None:
         return None
-    return (when.date() - patient.birth_date).days / DAYS_PER_MONTH
+    birth, today = patient.birth_date, when.date()
+    months = (today.year - birth.year) * 12 + today.month - birth.month
+    if _monthiversary(birth, months) > today:
+        months -= 1
+    last, following = _monthiversary(birth, months), _monthiversary(birth, months + 1)
+    return months + (today - last).days / (following - last).days
+
+
+def _monthiversary(birth: date, months: int) -> date:
+    """The date `months` calendar months after `birth` (the month's last day when shorter)."""
+    year, month = divmod(birth.month - 1 + months, 12)
+    year += birth.year
+    month += 1
+    return date(year, month, min(birth.day, calendar.monthrange(year, month)[1]))
 
 
 def out_of_scope(patient: PhoenixPatient, encounter_start: datetime) -> OutOfScope | None:
