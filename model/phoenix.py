@@ -299,12 +299,15 @@ def phoenix_points(
     }
     arguments, missing = _arguments(carried, by_input, grid, catalog, patient, times)
     scores = phx.phoenix(**{k: v for k, v in arguments.items() if k in _PHOENIX_ARGUMENTS})
-    extra = (
-        phx.phoenix8(**{k: arguments[k] for k in (*_PHOENIX_ARGUMENTS, *_PHOENIX8_LABS)})
-        if phoenix8
-        else None
+    columns = {name: scores[column].to_numpy() for name, column in _COLUMNS.items()}
+    if phoenix8:
+        extra = phx.phoenix8(**{k: arguments[k] for k in (*_PHOENIX_ARGUMENTS, *_PHOENIX8_LABS)})
+        columns |= {name: extra[column].to_numpy() for name, column in _PHOENIX8_COLUMNS.items()}
+    present = {key: ~np.isnan(values) for key, values in arguments.items()}
+    return tuple(
+        _point(i, times[i], columns, arguments, present, missing, phoenix8)
+        for i in range(len(times))
     )
-    return tuple(_point(i, times[i], scores, extra, arguments, missing) for i in range(len(times)))
 
 
 _PHOENIX_ARGUMENTS = (
@@ -448,13 +451,15 @@ def _vasoactive_count(
     return count
 
 
-_SUBSCORES = {
+_COLUMNS = {
+    "total": "phoenix_sepsis_score",
     "respiratory": "phoenix_respiratory_score",
     "cardiovascular": "phoenix_cardiovascular_score",
     "coagulation": "phoenix_coagulation_score",
     "neurologic": "phoenix_neurologic_score",
 }
-_PHOENIX8_SUBSCORES = {
+_PHOENIX8_COLUMNS = {
+    "phoenix8_total": "phoenix8_sepsis_score",
     "endocrine": "phoenix_endocrine_score",
     "immunologic": "phoenix_immunologic_score",
     "renal": "phoenix_renal_score",
@@ -465,27 +470,28 @@ _PHOENIX8_SUBSCORES = {
 def _point(
     i: int,
     time: datetime,
-    scores: object,
-    extra: object,
+    columns: Mapping[str, np.ndarray],
     arguments: Mapping[str, np.ndarray],
+    present: Mapping[str, np.ndarray],
     missing: Mapping[str, np.ndarray],
+    phoenix8: bool,
 ) -> PhoenixPoint:
     """One point from row `i` of the package's output."""
-    row = {name: int(scores[column].iat[i]) for name, column in _SUBSCORES.items()}  # type: ignore[index]
-    inputs = {key: float(values[i]) for key, values in arguments.items() if not np.isnan(values[i])}
     phoenix8_total = phoenix8_subscores = None
-    if extra is not None:
-        phoenix8_total = int(extra["phoenix8_sepsis_score"].iat[i])  # type: ignore[index]
+    if phoenix8:
+        phoenix8_total = int(columns["phoenix8_total"][i])
         phoenix8_subscores = {
-            name: int(extra[column].iat[i])  # type: ignore[index]
-            for name, column in _PHOENIX8_SUBSCORES.items()
+            name: int(columns[name][i]) for name in _PHOENIX8_COLUMNS if name != "phoenix8_total"
         }
     return PhoenixPoint(
         time=time,
-        total=int(scores["phoenix_sepsis_score"].iat[i]),  # type: ignore[index]
-        **row,
+        total=int(columns["total"][i]),
+        respiratory=int(columns["respiratory"][i]),
+        cardiovascular=int(columns["cardiovascular"][i]),
+        coagulation=int(columns["coagulation"][i]),
+        neurologic=int(columns["neurologic"][i]),
         missing=tuple(key for key, lacks in missing.items() if lacks[i]),
-        inputs=inputs,
+        inputs={key: float(values[i]) for key, values in arguments.items() if present[key][i]},
         phoenix8_total=phoenix8_total,
         phoenix8_subscores=phoenix8_subscores,
     )
