@@ -198,7 +198,9 @@ class PhoenixCatalog:
     arterial_methods: frozenset[Key] = frozenset()
     ddu_to_feu_factor: float | None = None
     vasoactives_from: str = "administrations"
-    _by_code: dict[Key, tuple[MeasuredInput, InputCode]] = field(default_factory=dict)
+    _by_code: dict[Key, tuple[MeasuredInput, InputCode]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         """Index every measured input's codes; a code claimed by two inputs is refused."""
