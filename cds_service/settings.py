@@ -22,6 +22,19 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from fhir_mappings.config import FhirSettings, LocalCode
+
+__all__ = [
+    "CONFIG_FILE_ENV",
+    "ENV_PREFIX",
+    "ClientSettings",
+    "FhirSettings",
+    "LocalCode",
+    "PathwaySettings",
+    "Settings",
+    "load_settings",
+]
+
 ENV_PREFIX = "PICU_ENDOTYPE_"
 CONFIG_FILE_ENV = f"{ENV_PREFIX}CONFIG"
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
@@ -49,25 +62,6 @@ class ClientSettings(_Strict):
         if not (self.jwks_url or self.jwks or self.allowed_jku):
             raise ValueError(f"client {self.iss!r}: set jwks_url, jwks or allowed_jku")
         return self
-
-
-class FhirSettings(_Strict):
-    """How we query the EHR's FHIR server when prefetch is absent or incomplete."""
-
-    timeout_seconds: float = Field(1.5, gt=0)  # per call
-    deadline_seconds: float = Field(4.0, gt=0)  # all queries of one hook together
-    max_pages: int = Field(5, ge=1)  # pages followed per query, the first included
-    page_size: int = Field(50, ge=1, le=1000)  # `_count` on our own queries
-    max_workers: int = Field(8, ge=1)  # parallel queries per hook
-
-
-class LocalCode(_Strict):
-    """A site's own code for a panel analyte, added to the packaged LOINC codes."""
-
-    analyte: str
-    system: str
-    code: str
-    unit: str | None = None  # the unit the site sends when the Observation omits a UCUM code
 
 
 class PathwaySettings(_Strict):

@@ -18,7 +18,6 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from cds_service.settings import FhirSettings
 from fhir_mappings.client import (
     FhirBadResponse,
     FhirClient,
@@ -30,6 +29,7 @@ from fhir_mappings.client import (
     entry_resources,
     thread_session,
 )
+from fhir_mappings.config import FhirSettings
 from fhir_mappings.prefetch import (
     MalformedPrefetch,
     PrefetchState,

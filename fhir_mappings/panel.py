@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from cds_service.settings import LocalCode
+from fhir_mappings.config import LocalCode
 from fhir_mappings.units import UnitConversionError, convert
 
 LOINC_SYSTEM = "http://loinc.org"

@@ -14,7 +14,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from cds_service.settings import FhirSettings
+from fhir_mappings.config import FhirSettings
 from fhir_mappings.panel import Panel, load_panel
 from fhir_mappings.prefetch import prefetch_templates
 from tests.support.leak_guard import register_secret

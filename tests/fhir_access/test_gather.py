@@ -14,8 +14,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from cds_service.settings import FhirSettings
 from fhir_mappings.client import FhirClient
+from fhir_mappings.config import FhirSettings
 from fhir_mappings.gather import DataUnavailable, FhirAccess, PatientData, gather_patient_data
 from fhir_mappings.panel import Panel
 from fhir_mappings.prefetch import MalformedPrefetch, fill_template, prefetch_templates

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from cds_service.settings import LocalCode
+from fhir_mappings.config import LocalCode
 from fhir_mappings.panel import Panel, load_panel
 from fhir_mappings.prefetch import (
     PATIENT_KEY,

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from cds_service.sandbox_fhir import SandboxFhir, load_resources, sekmet_binary
-from cds_service.settings import FhirSettings
 from fhir_mappings.client import FhirClient, next_link
+from fhir_mappings.config import FhirSettings
 from fhir_mappings.gather import FhirAccess, PatientData, gather_patient_data
 from fhir_mappings.panel import Panel
 from fhir_mappings.prefetch import fill_template, prefetch_templates

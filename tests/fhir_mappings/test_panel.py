@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.settings import LocalCode, load_settings
+from cds_service.settings import load_settings
+from fhir_mappings.config import LocalCode
 from fhir_mappings.panel import LOINC_SYSTEM, load_panel
 
 EXPECTED_KEYS = {
