@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -42,6 +41,7 @@ from cds_service.settings import Settings
 from fhir_mappings.gather import DataUnavailable, FhirAccess, PatientData, gather_patient_data
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel
+from fhir_mappings.patient import age_in_years
 from fhir_mappings.prefetch import MalformedPrefetch
 from model.assessment import Assessment, Scorer, Timeline
 from model.timeline import build_timeline
@@ -55,7 +55,6 @@ AGE_UNKNOWN = (
     "{limit:g} years; confirm the patient's age before relying on this card."
 )
 _READ_CHUNK = 64 * 1024
-FHIR_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 
 bp = Blueprint("hooks", __name__)
 
@@ -117,46 +116,6 @@ def _check_token_patient(hook_request: HookRequest, context: PatientViewContext)
     authorization = hook_request.fhirAuthorization
     if authorization and authorization.patient and authorization.patient != context.patientId:
         raise InvalidHookRequest("fhirAuthorization.patient differs from context.patientId.")
-
-
-# --- age gate ---
-
-
-def _anniversary(birth: date, year: int) -> date:
-    """The birthday in `year` (28 February for a 29 February birthday in a common year)."""
-    try:
-        return birth.replace(year=year)
-    except ValueError:
-        return date(year, 2, 28)
-
-
-def _latest_possible_birth_date(birth_date: str) -> date | None:
-    """The last day a FHIR `date` (YYYY, YYYY-MM or YYYY-MM-DD) may denote, or None."""
-    if FHIR_DATE.fullmatch(birth_date) is None:
-        return None
-    parts = [int(part) for part in birth_date.split("-")]
-    try:
-        if len(parts) == 1:
-            return date(parts[0], 12, 31)
-        if len(parts) == 2:
-            first = date(parts[0], parts[1], 1)
-            next_month = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-            return next_month - timedelta(days=1)
-        return date(parts[0], parts[1], parts[2])
-    except ValueError:
-        return None
-
-
-def age_in_years(patient: Mapping[str, Any] | None, on: date) -> float | None:
-    """The patient's youngest possible age on `on` in years, or None when birthDate is unusable."""
-    birth_date = patient.get("birthDate") if patient else None
-    birth = _latest_possible_birth_date(birth_date) if isinstance(birth_date, str) else None
-    if birth is None or birth > on:
-        return None
-    years = on.year - birth.year - (_anniversary(birth, on.year) > on)
-    last = _anniversary(birth, birth.year + years)
-    following = _anniversary(birth, birth.year + years + 1)
-    return years + (on - last).days / (following - last).days
 
 
 # --- the flow ---

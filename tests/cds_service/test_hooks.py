@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,6 @@ from pytest_httpserver import HTTPServer
 from cds_service import hooks
 from cds_service.app import create_app
 from cds_service.cards import build_card
-from cds_service.hooks import age_in_years
 from cds_service.models import HookResponse, find_empty_value
 from tests.cds_service.conftest import MakeSettings
 from tests.cds_service.fhir_data import (
@@ -299,46 +298,6 @@ def test_refused_hook_is_audited_with_its_error_code(
     lines = [r.getMessage() for r in caplog.records if r.name == "picu_endotype.audit"]
     assert len(lines) == 1
     assert "outcome=PICU-412-DATA-UNAVAILABLE" in lines[0]
-
-
-@pytest.mark.parametrize(
-    ("birth_date", "on", "expected"),
-    [
-        ("2008-11-25", date(2026, 11, 25), 18.0),
-        ("2008-11-25", date(2026, 5, 25), 17.0 + 181 / 365),
-        ("2020-02-29", date(2024, 2, 29), 4.0),
-        ("2008", date(2026, 12, 31), 18.0),  # a bare year: the youngest possible age
-        ("2008-02", date(2026, 2, 27), 17.0 + 364 / 365),  # latest: 29 Feb 2008
-        ("2008-02-29", date(2026, 2, 28), 18.0),  # counted from 28 Feb in common years
-        ("2008-12", date(2026, 12, 31), 18.0),
-    ],
-)
-def test_age_in_years_counts_from_the_latest_possible_birth_date(
-    birth_date: str, on: date, expected: float
-) -> None:
-    age = age_in_years({"birthDate": birth_date}, on)
-    assert age == pytest.approx(expected, abs=0.001)
-
-
-@pytest.mark.parametrize(
-    "patient_resource",
-    [
-        None,
-        {},
-        {"birthDate": "soon"},
-        {"birthDate": 2008},
-        {"birthDate": "2008-13"},
-        {"birthDate": "2008-02-30"},
-        {"birthDate": "08-02-03"},
-        {"birthDate": "2008-11-25T10:00:00Z"},
-    ],
-)
-def test_age_is_unknown_without_a_usable_birth_date(patient_resource: dict | None) -> None:
-    assert age_in_years(patient_resource, date(2026, 11, 25)) is None
-
-
-def test_age_is_unknown_for_a_birth_date_after_the_hook() -> None:
-    assert age_in_years({"birthDate": "2027-01-01"}, date(2026, 11, 25)) is None
 
 
 def test_token_scoped_to_another_patient_is_400_and_nothing_is_fetched(
