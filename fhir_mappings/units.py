@@ -170,8 +170,11 @@ def _factor(source_unit: str, target_unit: str, molar_mass: float | None) -> flo
 
 
 def warm_up(units: Iterable[str] = ()) -> None:
-    """Build the unit registry (about a second) and parse `units` now rather than on a request."""
-    for unit in units:
+    """Build the unit registry (about a second) and parse `units` now rather than on a request.
+
+    The molar-mass unit used by molar <-> mass conversions is parsed too.
+    """
+    for unit in (*units, _MOLAR_MASS_UNIT):
         _parse(unit)
     _registry()
 

@@ -129,15 +129,22 @@ def test_every_alias_target_is_valid_ucum() -> None:
     assert all(is_valid_ucum(ucum) for ucum in UNIT_TEXT_ALIASES.values())
 
 
-def test_warm_up_parses_the_given_units_so_later_conversions_reuse_them() -> None:
+def test_warm_up_parses_the_given_units_so_later_lookups_parse_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ucumvert import PintUcumRegistry
+
     from fhir_mappings import units
 
-    units.warm_up(["umol/L", "not a unit"])
-    assert units._parse.cache_info().currsize >= 1
-    hits = units._parse.cache_info().hits
-    assert units.is_valid_ucum("umol/L")
+    units.warm_up(["ukat/dL", "not a unit"])
+
+    def refuse(self: PintUcumRegistry, unit: str) -> None:
+        raise RuntimeError(f"parsed after warm-up: {unit}")
+
+    monkeypatch.setattr(PintUcumRegistry, "from_ucum", refuse)
+    assert units.is_valid_ucum("ukat/dL")
     assert not units.is_valid_ucum("not a unit")
-    assert units._parse.cache_info().hits == hits + 2
+    assert not units.is_valid_ucum("nkat/dL"), "not warmed up: refused by the stand-in parser"
 
 
 @pytest.mark.parametrize(("source", "target"), [("Cel", "K"), ("K", "Cel"), ("[degF]", "Cel")])
