@@ -1,27 +1,25 @@
 """The Flask application factory: `create_app(settings)` builds one configured service.
 
-Nothing here reads configuration at import time; tests pass their own `Settings`. The settings
-live in `app.extensions["picu_endotype"]`, the panel and scorer are loaded once at start, and
-every error leaves as an OperationOutcome.
+Nothing here reads configuration at import time; tests pass their own `Settings`. Everything the
+service builds once (settings, panel, scorer, hook engine, stores, model card) goes into one
+`AppState` (`cds_service.state`), and every error leaves as an OperationOutcome.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 
+from cds_service import auth, discovery, errors, feedback, hooks, model_card
 from cds_service.settings import Settings, load_settings
+from cds_service.state import AppState, install_state
+from fhir_mappings.panel import Panel, load_panel
+from fhir_mappings.units import UNIT_TEXT_ALIASES, warm_up
 from model.assessment import Scorer
 
-if TYPE_CHECKING:
-    from fhir_mappings.panel import Panel
-
 PACKAGE = "picu-endotype"
-SCORER_KEY = "picu_endotype.scorer"
 
 health_bp = Blueprint("health", __name__)
 
@@ -53,8 +51,6 @@ def load_scorer(settings: Settings) -> Scorer:
 
 def warm_up_units(panel: Panel) -> None:
     """Build the UCUM registry and parse the panel's and the known unit-text units at start."""
-    from fhir_mappings.units import UNIT_TEXT_ALIASES, warm_up
-
     panel_units = {analyte.unit for analyte in panel.analytes.values()}
     coding_units = {
         coding.unit
@@ -71,36 +67,33 @@ def _forbid_caching(response: Response) -> Response:
     return response
 
 
-def _register_model_card(app: Flask) -> None:
-    """Serve GET /model-card when that module is part of this build."""
-    if importlib.util.find_spec("cds_service.model_card") is not None:
-        from cds_service.model_card import bp as model_card_bp
-
-        app.register_blueprint(model_card_bp)
-
-
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the CDS Hooks service for `settings` (default: the file and environment)."""
-    from cds_service import auth, discovery, errors, feedback, hooks
-    from fhir_mappings.panel import load_panel
-
     settings = settings if settings is not None else load_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[discovery.SETTINGS_KEY] = settings
     errors.init_app(app)
-    auth.init_app(app, settings)
+    authenticator = auth.init_app(app, settings)
+    discovery.init_app(app)
+    hooks.init_app(app)
+    feedback_store = feedback.init_app(app, settings)
+    model_card.init_app(app)
+    app.register_blueprint(health_bp)
+    app.after_request(_forbid_caching)
     panel = load_panel(settings.local_codes)
     warm_up_units(panel)
     service = discovery.endotype_service(panel, settings)
-    discovery.init_app(app, (service,))
     scorer = load_scorer(settings)
-    app.extensions[SCORER_KEY] = scorer
-    engine = hooks.HookEngine(settings, panel, scorer, service.prefetch)
-    hooks.init_app(app, engine)
-    feedback.init_app(app, settings)
-    app.register_blueprint(health_bp)
-    app.after_request(_forbid_caching)
-    _register_model_card(app)
+    state = AppState(
+        settings=settings,
+        panel=panel,
+        scorer=scorer,
+        services={service.id: service},
+        engine=hooks.HookEngine(settings, panel, scorer, service.prefetch),
+        authenticator=authenticator,
+        feedback_store=feedback_store,
+        model_card=model_card.card_for(scorer),
+    )
+    install_state(app, state)
     return app

@@ -16,16 +16,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from jwt import PyJWK
 
 from cds_service.jwks import ClientKeys, KeyNotFound
 from cds_service.replay import ReplayStore
 from cds_service.settings import ClientSettings, Settings
+from cds_service.state import app_state
 
 logger = logging.getLogger(__name__)
 
-EXTENSION_KEY = "picu_endotype.auth"
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
 _TENANT_IN_URL = re.compile(r"^[A-Za-z0-9._-]+$")
 _LOG_FIELD_MAX = 200
@@ -239,7 +239,7 @@ def bearer_token(authorization: str | None) -> str:
 
 def authenticate(audience: str) -> CdsClient:
     """Authenticate the current request for the endpoint URL `audience`, or raise Unauthorized."""
-    authenticator: Authenticator = current_app.extensions[EXTENSION_KEY]
+    authenticator = app_state().authenticator
     try:
         return authenticator.authenticate_header(request.headers.get("Authorization"), audience)
     except Unauthorized as refusal:
@@ -345,14 +345,14 @@ def install_cors(app: Flask, allowed_origins: list[str]) -> None:
         return response
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    """Build the authenticator once and register its CORS handling and 401 rendering."""
+def init_app(app: Flask, settings: Settings) -> Authenticator:
+    """Build the authenticator once, register its CORS handling and 401 rendering; return it."""
     assert_dev_mode_safe(settings, settings.host)
     authenticator = Authenticator(settings)
-    app.extensions[EXTENSION_KEY] = authenticator
     if authenticator.clients:
         logger.info("trusted CDS clients: %s", ", ".join(sorted(authenticator.clients)))
     elif not settings.dev_allow_unauthenticated:
         logger.warning("no CDS clients are configured: every call will be answered 401")
     app.register_error_handler(Unauthorized, _render_unauthorized)
     install_cors(app, settings.cors_allowed_origins)
+    return authenticator

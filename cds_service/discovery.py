@@ -5,20 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, jsonify
 from flask.typing import ResponseReturnValue
 
 from cds_service import auth
 from cds_service.errors import UnknownService
 from cds_service.models import Service, Services
 from cds_service.settings import Settings
+from cds_service.state import app_state
 from fhir_mappings.panel import Panel
 from fhir_mappings.prefetch import prefetch_templates
 
 SERVICE_ID = "picu-immune-endotype"
 PATIENT_VIEW = "patient-view"
-SERVICES_KEY = "picu_endotype.services"
-SETTINGS_KEY = "picu_endotype"
 
 bp = Blueprint("discovery", __name__)
 
@@ -73,30 +72,23 @@ def _usage_requirements(settings: Settings) -> str:
     return text
 
 
-def init_app(app: Flask, services: tuple[ServiceDefinition, ...]) -> None:
-    """Make `services` the app's service table and register the discovery route."""
-    app.extensions[SERVICES_KEY] = {service.id: service for service in services}
+def init_app(app: Flask) -> None:
+    """Register the discovery route; the service table is part of the app state."""
     app.register_blueprint(bp)
 
 
 def find_service(service_id: str) -> ServiceDefinition:
     """The service registered under `service_id`; UnknownService otherwise."""
-    services: dict[str, ServiceDefinition] = current_app.extensions[SERVICES_KEY]
-    service = services.get(service_id)
+    service = app_state().services.get(service_id)
     if service is None:
         raise UnknownService("No CDS Service with this id is offered here.")
     return service
 
 
-def current_settings() -> Settings:
-    """The settings of the running app."""
-    return current_app.extensions[SETTINGS_KEY]
-
-
 @bp.get("/cds-services")
 def list_services() -> ResponseReturnValue:
     """Discovery: every service this server offers."""
-    auth.authenticate(f"{current_settings().public_base_url}/cds-services")
-    services: dict[str, ServiceDefinition] = current_app.extensions[SERVICES_KEY]
-    body = Services(services=[service.to_model() for service in services.values()])
+    state = app_state()
+    auth.authenticate(f"{state.settings.public_base_url}/cds-services")
+    body = Services(services=[service.to_model() for service in state.services.values()])
     return jsonify(body.to_json())

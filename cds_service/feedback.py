@@ -17,21 +17,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Blueprint, Flask, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
 from cds_service import auth
 from cds_service.auth import CdsClient
-from cds_service.discovery import current_settings, find_service
+from cds_service.discovery import find_service
 from cds_service.errors import InvalidFeedback, validation_diagnostics
 from cds_service.hooks import read_json_body
 from cds_service.models import Feedback, FeedbackItem
 from cds_service.settings import Settings
+from cds_service.state import app_state
 
 logger = logging.getLogger(__name__)
-
-STORE_KEY = "picu_endotype.feedback_store"
 
 bp = Blueprint("feedback", __name__)
 
@@ -104,23 +103,17 @@ def _row(
 class FeedbackStore:
     """SQLite feedback store (WAL): one short connection per write, safe across workers."""
 
-    def __init__(self) -> None:
-        self.path: Path | None = None
-
-    def init_app(self, app: Flask, settings: Settings) -> None:
-        """Create the database if needed and make this store the app's feedback store."""
-        self.path = settings.feedback_db_path
+    def __init__(self, path: Path) -> None:
+        """Create the database at `path` if needed."""
+        self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection() as connection:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute(_SCHEMA)
-        app.extensions[STORE_KEY] = self
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
         """A connection that commits on success and is always closed."""
-        if self.path is None:
-            raise RuntimeError("FeedbackStore.init_app has not been called")
         with closing(sqlite3.connect(self.path, timeout=5.0)) as connection, connection:
             yield connection
 
@@ -145,10 +138,10 @@ class FeedbackStore:
             return connection.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
 
 
-def init_app(app: Flask, settings: Settings) -> None:
-    """Open the feedback store and register the feedback route."""
-    FeedbackStore().init_app(app, settings)
+def init_app(app: Flask, settings: Settings) -> FeedbackStore:
+    """Open the feedback store the settings name, register the feedback route; return the store."""
     app.register_blueprint(bp)
+    return FeedbackStore(settings.feedback_db_path)
 
 
 def parse_feedback() -> Feedback:
@@ -162,12 +155,13 @@ def parse_feedback() -> Feedback:
 @bp.post("/cds-services/<service_id>/feedback")
 def receive_feedback(service_id: str) -> ResponseReturnValue:
     """Store the user's feedback on our cards; the same body twice is stored once."""
-    settings = current_settings()
-    client = auth.authenticate(f"{settings.public_base_url}/cds-services/{service_id}/feedback")
+    state = app_state()
+    client = auth.authenticate(
+        f"{state.settings.public_base_url}/cds-services/{service_id}/feedback"
+    )
     service = find_service(service_id)
     feedback = parse_feedback()
-    store: FeedbackStore = current_app.extensions[STORE_KEY]
-    result = store.store(service.id, feedback.feedback, client, datetime.now(UTC))
+    result = state.feedback_store.store(service.id, feedback.feedback, client, datetime.now(UTC))
     logger.info(
         "feedback service=%s iss=%s jti=%s stored=%d duplicates=%d",
         service.id,

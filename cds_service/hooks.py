@@ -16,14 +16,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
 from cds_service import auth
 from cds_service.auth import CdsClient, FhirServerNotAllowed
 from cds_service.cards import build_card
-from cds_service.discovery import ServiceDefinition, current_settings, find_service
+from cds_service.discovery import ServiceDefinition, find_service
 from cds_service.errors import (
     CdsError,
     FhirServerRefused,
@@ -38,6 +38,7 @@ from cds_service.errors import (
 )
 from cds_service.models import HookRequest, HookResponse, PatientViewContext
 from cds_service.settings import Settings
+from cds_service.state import app_state
 from fhir_mappings.gather import DataUnavailable, FhirAccess, PatientData, gather_patient_data
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel
@@ -48,7 +49,6 @@ from model.timeline import build_timeline
 
 audit_log = logging.getLogger("picu_endotype.audit")
 
-ENGINE_KEY = "picu_endotype.hook_engine"
 AGE_GATED = "age-gated"
 AGE_UNKNOWN = (
     "Patient age unknown (no usable birth date): this service is intended for patients under "
@@ -197,9 +197,8 @@ class HookEngine:
         return FhirAccess(server, token)
 
 
-def init_app(app: Flask, engine: HookEngine) -> None:
-    """Make `engine` the app's hook engine and register the hook route."""
-    app.extensions[ENGINE_KEY] = engine
+def init_app(app: Flask) -> None:
+    """Register the hook route; the engine is part of the app state."""
     app.register_blueprint(bp)
 
 
@@ -211,7 +210,7 @@ def _audit(
     sources: Mapping[str, str] | None = None,
 ) -> None:
     """One INFO line per hook: identifiers, outcome and timing; no patient values, no tokens."""
-    info = _engine().scorer.info
+    info = app_state().engine.scorer.info
     audit_log.info(
         "hook hookInstance=%s iss=%s outcome=%s scorer=%s/%s sources=%s duration_ms=%.0f",
         hook_request.hookInstance if hook_request else None,
@@ -224,22 +223,17 @@ def _audit(
     )
 
 
-def _engine() -> HookEngine:
-    """The running app's hook engine."""
-    return current_app.extensions[ENGINE_KEY]
-
-
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> ResponseReturnValue:
     """Answer one hook call with one card (or none), or an OperationOutcome."""
     started = time.perf_counter()
-    settings = current_settings()
+    settings = app_state().settings
     client = auth.authenticate(f"{settings.public_base_url}/cds-services/{service_id}")
     service = find_service(service_id)
     hook_request = None
     try:
         hook_request, context = parse_hook_request(service)
-        outcome = _engine().respond(hook_request, context, client)
+        outcome = app_state().engine.respond(hook_request, context, client)
     except Exception as error:
         code = error.code if isinstance(error, CdsError) else InternalError.code
         _audit(hook_request, client, code, started)

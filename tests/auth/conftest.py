@@ -1,4 +1,4 @@
-"""Keys, settings and a probe app for exercising client authentication in isolation."""
+"""Keys, settings and a probe app for exercising client authentication on its own."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from flask import Flask, jsonify
 from flask.testing import FlaskClient
 
 from cds_service import auth
+from cds_service.app import create_app
 from cds_service.settings import Settings
 from tests.support.tokens import SigningKey, jwks
 
@@ -67,25 +68,20 @@ def make_settings(
 
 
 def probe_app(settings: Settings) -> Flask:
-    """A minimal app whose three endpoints authenticate exactly like the real ones."""
-    app = Flask("auth-probe")
-    auth.init_app(app, settings)
+    """The real app with its three authenticated views answering with the caller they accepted."""
+    app = create_app(settings)
+    base = settings.public_base_url
 
     def answer(audience: str) -> Any:
         return jsonify(asdict(auth.authenticate(audience)))
 
-    @app.get("/cds-services")
-    def discovery() -> Any:
-        return answer(f"{settings.public_base_url}/cds-services")
-
-    @app.post("/cds-services/<service_id>")
-    def service(service_id: str) -> Any:
-        return answer(f"{settings.public_base_url}/cds-services/{service_id}")
-
-    @app.post("/cds-services/<service_id>/feedback")
-    def feedback(service_id: str) -> Any:
-        return answer(f"{settings.public_base_url}/cds-services/{service_id}/feedback")
-
+    app.view_functions["discovery.list_services"] = lambda: answer(f"{base}/cds-services")
+    app.view_functions["hooks.call_service"] = lambda service_id: answer(
+        f"{base}/cds-services/{service_id}"
+    )
+    app.view_functions["feedback.receive_feedback"] = lambda service_id: answer(
+        f"{base}/cds-services/{service_id}/feedback"
+    )
     return app
 
 

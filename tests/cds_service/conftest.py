@@ -67,6 +67,16 @@ def app(settings: Settings) -> Flask:
 
 
 @pytest.fixture
-def caller(app: Flask, signing_key: SigningKey) -> HookCaller:
+def caller_for(signing_key: SigningKey) -> Callable[[Flask], HookCaller]:
+    """A trusted CDS client for any app built from `make_settings`."""
+
+    def build(app: Flask) -> HookCaller:
+        return HookCaller(app.test_client(), signing_key, CLIENT_ISS, PUBLIC_BASE_URL)
+
+    return build
+
+
+@pytest.fixture
+def caller(app: Flask, caller_for: Callable[[Flask], HookCaller]) -> HookCaller:
     """A trusted CDS client calling the app."""
-    return HookCaller(app.test_client(), signing_key, CLIENT_ISS, PUBLIC_BASE_URL)
+    return caller_for(app)

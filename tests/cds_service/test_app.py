@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from cds_service.app import SCORER_KEY, create_app
+from cds_service.app import create_app
 from cds_service.settings import Settings
+from cds_service.state import app_state
 from tests.cds_service.conftest import MakeSettings
 
 
@@ -21,9 +23,9 @@ def test_healthz_answers_without_authentication(app: Flask) -> None:
     assert response.get_json() == {"status": "ok", "version": version("picu-endotype")}
 
 
-def test_factory_keeps_the_given_settings_in_app_extensions(settings: Settings) -> None:
+def test_factory_runs_the_app_with_the_given_settings(settings: Settings) -> None:
     app = create_app(settings)
-    assert app.extensions["picu_endotype"] is settings
+    assert app_state(app).settings is settings
     assert app.config["MAX_CONTENT_LENGTH"] == settings.max_body_bytes
 
 
@@ -33,25 +35,28 @@ def test_factory_without_settings_reads_the_environment(
     monkeypatch.setenv("PICU_ENDOTYPE_PUBLIC_BASE_URL", "https://cds.from-env.test/")
     monkeypatch.setenv("PICU_ENDOTYPE_STATE_DIR", str(tmp_path))
     app = create_app()
-    assert app.extensions["picu_endotype"].public_base_url == "https://cds.from-env.test"
+    assert app_state(app).settings.public_base_url == "https://cds.from-env.test"
 
 
 def test_factory_builds_independent_apps(make_settings: MakeSettings) -> None:
     first = create_app(make_settings(public_base_url="https://one.test"))
     second = create_app(make_settings(public_base_url="https://two.test"))
-    assert first.extensions["picu_endotype"].public_base_url == "https://one.test"
-    assert second.extensions["picu_endotype"].public_base_url == "https://two.test"
+    assert app_state(first).settings.public_base_url == "https://one.test"
+    assert app_state(second).settings.public_base_url == "https://two.test"
+
+
+def _served_model_card(app: Flask) -> dict:
+    return app.test_client().get("/model-card?format=json").get_json()
 
 
 def test_rules_scorer_is_loaded_by_default(app: Flask) -> None:
-    assert app.extensions[SCORER_KEY].info.kind == "rules"
+    assert _served_model_card(app)["kind"] == "rules"
 
 
 def test_model_scorer_is_loaded_when_settings_choose_it(make_settings: MakeSettings) -> None:
-    app = create_app(make_settings(scorer="model"))
-    info = app.extensions[SCORER_KEY].info
-    assert info.kind == "model"
-    assert info.synthetic_training_data
+    card = _served_model_card(create_app(make_settings(scorer="model")))
+    assert card["kind"] == "model"
+    assert "SYNTHETIC" in card["warning"]
 
 
 def test_model_card_is_served(app: Flask) -> None:
@@ -89,20 +94,41 @@ def test_wsgi_module_builds_the_app_from_the_environment(
     monkeypatch.setenv("PICU_ENDOTYPE_STATE_DIR", str(tmp_path))
     monkeypatch.delitem(sys.modules, "cds_service.wsgi", raising=False)
     wsgi = importlib.import_module("cds_service.wsgi")
-    assert wsgi.app.extensions["picu_endotype"].public_base_url == "https://cds.wsgi.test"
+    assert app_state(wsgi.app).settings.public_base_url == "https://cds.wsgi.test"
     assert wsgi.app.test_client().get("/healthz").status_code == 200
 
 
-def test_factory_builds_the_unit_registry_and_parses_the_panel_units(settings: Settings) -> None:
-    from fhir_mappings import units
+START_UP_THEN_CONVERT = """
+import sys
+from ucumvert import PintUcumRegistry
+from cds_service.app import create_app
+from cds_service.settings import Settings
+from fhir_mappings.panel import load_panel
+from fhir_mappings.units import UNIT_TEXT_ALIASES, convert, is_valid_ucum
 
-    units._registry.cache_clear()
-    units._parse.cache_clear()
+create_app(Settings(state_dir=sys.argv[1]))
 
-    create_app(settings)
+def refuse(self, unit):
+    raise RuntimeError(f"parsed at request time: {unit}")
 
-    assert units._registry.cache_info().currsize == 1
-    parsed_before = units._parse.cache_info()
-    units.convert(1.0, "mg/dL", "mg/L")
-    units.convert(1.0, "10*3/uL", "10*9/L")
-    assert units._parse.cache_info().misses == parsed_before.misses
+PintUcumRegistry.from_ucum = refuse
+for analyte in load_panel().analytes.values():
+    for coding in analyte.codes:
+        if coding.unit and not coding.arbitrary_units:
+            convert(1.0, coding.unit, analyte.unit, molar_mass=analyte.molar_mass)
+assert all(is_valid_ucum(unit) for unit in UNIT_TEXT_ALIASES.values())
+assert not is_valid_ucum("mkat/dL"), "the refusing parser was not in place"
+print("ok")
+"""
+
+
+def test_after_start_up_panel_and_unit_text_units_convert_without_parsing(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", START_UP_THEN_CONVERT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "ok"

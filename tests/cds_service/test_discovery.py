@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 import pytest
@@ -10,7 +11,7 @@ from flask import Flask
 
 from cds_service.app import create_app
 from cds_service.models import Services, find_empty_value
-from cds_service.settings import LocalCode
+from fhir_mappings.config import LocalCode
 from fhir_mappings.panel import load_panel
 from tests.cds_service.conftest import MakeSettings
 from tests.support.hook_caller import SERVICE_ID, HookCaller
@@ -25,6 +26,7 @@ ALLOWED_TOKENS = {
     "userRelatedPersonId",
 }
 DATE_PREFIXES = ("eq", "lt", "gt", "ge", "le")
+CallerFor = Callable[[Flask], HookCaller]
 
 
 def _service(caller: HookCaller) -> dict:
@@ -79,17 +81,19 @@ def test_discovery_prefetch_templates_use_only_allowed_tokens_and_search_feature
                 assert value in ("date", "-date"), key
 
 
-def test_discovery_prefetch_page_size_comes_from_settings(make_settings: MakeSettings) -> None:
-    app = create_app(make_settings(fhir={"page_size": 17}))
-    service = app.extensions["picu_endotype.services"][SERVICE_ID]
-    assert all("_count=17" in t for k, t in service.prefetch.items() if k != "patient")
+def test_discovery_prefetch_page_size_comes_from_settings(
+    make_settings: MakeSettings, caller_for: CallerFor
+) -> None:
+    service = _service(caller_for(create_app(make_settings(fhir={"page_size": 17}))))
+    assert all("_count=17" in t for k, t in service["prefetch"].items() if k != "patient")
 
 
-def test_discovery_prefetch_includes_a_site_local_code(make_settings: MakeSettings) -> None:
+def test_discovery_prefetch_includes_a_site_local_code(
+    make_settings: MakeSettings, caller_for: CallerFor
+) -> None:
     local = LocalCode(analyte="il6", system="urn:oid:1.2.3.4", code="IL6LOCAL", unit="pg/mL")
-    app = create_app(make_settings(local_codes=[local]))
-    service = app.extensions["picu_endotype.services"][SERVICE_ID]
-    assert "urn:oid:1.2.3.4|IL6LOCAL" in service.prefetch["il6"]
+    service = _service(caller_for(create_app(make_settings(local_codes=[local]))))
+    assert "urn:oid:1.2.3.4|IL6LOCAL" in service["prefetch"]["il6"]
 
 
 def test_discovery_without_authorization_is_401(app: Flask) -> None:
@@ -113,10 +117,9 @@ def test_discovery_with_another_method_is_405(caller: HookCaller, method: str) -
 
 
 def test_discovery_usage_requirements_state_the_configured_age_limit(
-    make_settings: MakeSettings,
+    make_settings: MakeSettings, caller_for: CallerFor
 ) -> None:
-    with_limit = create_app(make_settings(max_age_years=16))
-    without_limit = create_app(make_settings(max_age_years=None))
-    services = "picu_endotype.services"
-    assert "under 16 years" in with_limit.extensions[services][SERVICE_ID].usage_requirements
-    assert "years" not in without_limit.extensions[services][SERVICE_ID].usage_requirements
+    with_limit = _service(caller_for(create_app(make_settings(max_age_years=16))))
+    without_limit = _service(caller_for(create_app(make_settings(max_age_years=None))))
+    assert "under 16 years" in with_limit["usageRequirements"]
+    assert "years" not in without_limit["usageRequirements"]

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cds_service.feedback import STORE_KEY, FeedbackStore
 from cds_service.settings import Settings
 from tests.cds_service.outcomes import assert_outcome
 from tests.support.hook_caller import SERVICE_ID, HookCaller
@@ -20,10 +19,6 @@ SPEC_FEEDBACK = (
 )
 
 
-def _store(app: Flask) -> FeedbackStore:
-    return app.extensions[STORE_KEY]
-
-
 def _rows(settings: Settings) -> list[dict[str, Any]]:
     with sqlite3.connect(settings.feedback_db_path) as connection:
         connection.row_factory = sqlite3.Row
@@ -31,34 +26,34 @@ def _rows(settings: Settings) -> list[dict[str, Any]]:
 
 
 def test_the_three_spec_feedback_examples_are_each_stored(
-    app: Flask, caller: HookCaller, conformance_example
+    settings: Settings, caller: HookCaller, conformance_example
 ) -> None:
     for name in SPEC_FEEDBACK:
         response = caller.feedback(conformance_example(name))
         assert response.status_code == 200
         assert response.get_json() == {"stored": 1, "duplicates": 0}
-    assert _store(app).count() == 3
+    assert len(_rows(settings)) == 3
 
 
 def test_the_same_feedback_body_twice_is_stored_once(
-    app: Flask, caller: HookCaller, conformance_example
+    settings: Settings, caller: HookCaller, conformance_example
 ) -> None:
     body = conformance_example("spec-2.0.1-feedback-accepted.json")
     assert caller.feedback(body).get_json() == {"stored": 1, "duplicates": 0}
     second = caller.feedback(body)
     assert second.status_code == 200
     assert second.get_json() == {"stored": 0, "duplicates": 1}
-    assert _store(app).count() == 1
+    assert len(_rows(settings)) == 1
 
 
 def test_a_second_outcome_for_the_same_card_is_stored_too(
-    app: Flask, caller: HookCaller, conformance_example
+    settings: Settings, caller: HookCaller, conformance_example
 ) -> None:
     body = conformance_example("spec-2.0.1-feedback-overridden.json")
     caller.feedback(body)
     body["feedback"][0]["outcomeTimestamp"] = "2020-12-11T00:05:00Z"
     assert caller.feedback(body).get_json() == {"stored": 1, "duplicates": 0}
-    assert _store(app).count() == 2
+    assert len(_rows(settings)) == 2
 
 
 def test_stored_feedback_keeps_issuer_and_jti_but_never_the_jwt(
@@ -99,12 +94,12 @@ def test_accepted_feedback_stores_the_accepted_suggestion_ids(
     ],
 )
 def test_invalid_feedback_is_400_and_nothing_is_stored(
-    app: Flask, caller: HookCaller, conformance_example, change: dict[str, Any]
+    settings: Settings, caller: HookCaller, conformance_example, change: dict[str, Any]
 ) -> None:
     body = conformance_example("spec-2.0.1-feedback-overridden.json")
     body["feedback"][0].update(change)
     assert_outcome(caller.feedback(body), 400, "PICU-400-INVALID-FEEDBACK")
-    assert _store(app).count() == 0
+    assert len(_rows(settings)) == 0
 
 
 def test_feedback_not_json_is_415(caller: HookCaller) -> None:

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from flask import Flask
 from pytest_httpserver import HTTPServer
 
 from cds_service import hooks
@@ -53,10 +52,6 @@ def _observations(patient_id: str, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def _templates(app: Flask) -> dict[str, str]:
-    return dict(app.extensions["picu_endotype.services"][SERVICE_ID].prefetch)
-
-
 def _without_uuids(value: Any) -> Any:
     """`value` with every `uuid` key removed, recursively."""
     if isinstance(value, dict):
@@ -99,14 +94,13 @@ def fake_fhir(httpserver: HTTPServer, child: dict[str, Any], now: datetime) -> F
 
 
 def test_complete_prefetch_gives_one_card_and_no_fhir_requests(
-    app: Flask,
     caller: HookCaller,
     httpserver: HTTPServer,
     fhir_base: str,
     child: dict,
     now: datetime,
 ) -> None:
-    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     body = hook_request(
         PATIENT_ID,
         prefetch=prefetch,
@@ -121,14 +115,13 @@ def test_complete_prefetch_gives_one_card_and_no_fhir_requests(
 
 
 def test_prefetch_omitted_queries_fhir_with_the_token_and_gives_the_same_card(
-    app: Flask,
     caller: HookCaller,
     fake_fhir: FakeFhirServer,
     fhir_base: str,
     child: dict,
     now: datetime,
 ) -> None:
-    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     from_prefetch = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
     authorization = fhir_authorization()
     queried = caller.call(
@@ -137,12 +130,11 @@ def test_prefetch_omitted_queries_fhir_with_the_token_and_gives_the_same_card(
     from_queries = _assert_conformant(queried)
     assert _without_uuids(from_queries) == _without_uuids(from_prefetch)
     assert from_queries[0]["uuid"] != from_prefetch[0]["uuid"]
-    assert len(fake_fhir.authorizations) == len(_templates(app))
+    assert len(fake_fhir.authorizations) == len(caller.prefetch_templates())
     assert set(fake_fhir.authorizations) == {f"Bearer {authorization['access_token']}"}
 
 
 def test_partial_prefetch_queries_only_the_missing_key(
-    app: Flask,
     caller: HookCaller,
     fake_fhir: FakeFhirServer,
     httpserver: HTTPServer,
@@ -150,7 +142,7 @@ def test_partial_prefetch_queries_only_the_missing_key(
     child: dict,
     now: datetime,
 ) -> None:
-    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     del prefetch["ferritin"]
     body = hook_request(
         PATIENT_ID,
@@ -178,9 +170,9 @@ def test_prefetch_omitted_without_fhir_access_is_412(caller: HookCaller) -> None
 
 
 def test_token_for_a_fhir_server_off_the_allow_list_is_412_and_nothing_is_sent(
-    app: Flask, caller: HookCaller, httpserver: HTTPServer, child: dict, now: datetime
+    caller: HookCaller, httpserver: HTTPServer, child: dict, now: datetime
 ) -> None:
-    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     body = hook_request(
         PATIENT_ID,
         prefetch=prefetch,
@@ -191,46 +183,46 @@ def test_token_for_a_fhir_server_off_the_allow_list_is_412_and_nothing_is_sent(
     assert httpserver.log == []
 
 
-def test_adult_patient_gets_no_cards(app: Flask, caller: HookCaller, now: datetime) -> None:
+def test_adult_patient_gets_no_cards(caller: HookCaller, now: datetime) -> None:
     adult = patient(PATIENT_ID, years_before(now, 18.2))
-    prefetch = full_prefetch(_templates(app), adult, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), adult, _observations(PATIENT_ID, now))
     response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
     assert response.status_code == 200
     assert response.get_json() == {"cards": []}
 
 
-def test_adolescent_just_under_the_age_limit_gets_a_card(
-    app: Flask, caller: HookCaller, now: datetime
-) -> None:
+def test_adolescent_just_under_the_age_limit_gets_a_card(caller: HookCaller, now: datetime) -> None:
     teenager = patient(PATIENT_ID, years_before(now, 17.8))
-    prefetch = full_prefetch(_templates(app), teenager, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), teenager, _observations(PATIENT_ID, now))
     assert len(_assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))) == 1
 
 
 @pytest.mark.parametrize("birth_date", [None, "unknown"])
 def test_unknown_age_proceeds_to_a_card_that_says_so(
-    app: Flask, caller: HookCaller, now: datetime, birth_date: str | None
+    caller: HookCaller, now: datetime, birth_date: str | None
 ) -> None:
     no_birth_date = patient(PATIENT_ID, birth_date)
-    prefetch = full_prefetch(_templates(app), no_birth_date, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(
+        caller.prefetch_templates(), no_birth_date, _observations(PATIENT_ID, now)
+    )
     [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
     assert "Patient age unknown" in card["detail"]
     assert "under 18 years" in card["detail"]
 
 
 def test_patient_read_answered_null_proceeds_with_age_unknown(
-    app: Flask, caller: HookCaller, now: datetime
+    caller: HookCaller, now: datetime
 ) -> None:
-    prefetch = full_prefetch(_templates(app), {}, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), {}, _observations(PATIENT_ID, now))
     prefetch["patient"] = None
     [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
     assert "Patient age unknown" in card["detail"]
 
 
 def test_known_age_card_does_not_claim_age_unknown(
-    app: Flask, caller: HookCaller, child: dict, now: datetime
+    caller: HookCaller, child: dict, now: datetime
 ) -> None:
-    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
     assert "age unknown" not in card["detail"]
 
@@ -241,23 +233,23 @@ def test_age_gate_switched_off_answers_for_adults(
     app = create_app(make_settings(max_age_years=None))
     caller.client = app.test_client()
     adult = patient(PATIENT_ID, years_before(now, 40))
-    prefetch = full_prefetch(_templates(app), adult, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), adult, _observations(PATIENT_ID, now))
     assert len(_assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))) == 1
 
 
 def test_missing_panel_results_give_an_insufficient_data_card(
-    app: Flask, caller: HookCaller, child: dict
+    caller: HookCaller, child: dict
 ) -> None:
-    prefetch = full_prefetch(_templates(app), child, [])
+    prefetch = full_prefetch(caller.prefetch_templates(), child, [])
     cards = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
     assert len(cards) == 1
     assert "insufficient" in cards[0]["summary"].lower()
 
 
 def test_extension_objects_at_top_level_and_in_context_are_accepted(
-    app: Flask, caller: HookCaller, child: dict, now: datetime
+    caller: HookCaller, child: dict, now: datetime
 ) -> None:
-    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     body = hook_request(PATIENT_ID, prefetch=prefetch)
     body["extension"] = {"com.example.x": {"a": 1}}
     body["context"]["extension"] = {"com.example.y": [1, 2]}
@@ -265,18 +257,18 @@ def test_extension_objects_at_top_level_and_in_context_are_accepted(
 
 
 def test_unknown_top_level_fields_are_accepted(
-    app: Flask, caller: HookCaller, child: dict, now: datetime
+    caller: HookCaller, child: dict, now: datetime
 ) -> None:
-    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     body = hook_request(PATIENT_ID, prefetch=prefetch)
     body["futureField"] = {"nested": True}
     assert len(_assert_conformant(caller.call(body))) == 1
 
 
 def test_each_hook_writes_one_audit_line_without_patient_values(
-    app: Flask, caller: HookCaller, child: dict, now: datetime, caplog: pytest.LogCaptureFixture
+    caller: HookCaller, child: dict, now: datetime, caplog: pytest.LogCaptureFixture
 ) -> None:
-    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     body = hook_request(PATIENT_ID, prefetch=prefetch)
     with caplog.at_level(logging.INFO, logger="picu_endotype.audit"):
         caller.call(body)
@@ -285,7 +277,7 @@ def test_each_hook_writes_one_audit_line_without_patient_values(
     assert body["hookInstance"] in lines[0]
     assert "iss=https://ehr.test" in lines[0]
     assert re.search(r"duration_ms=\d+", lines[0])
-    assert f"sources=prefetch:{len(_templates(app))} " in lines[0]
+    assert f"sources=prefetch:{len(caller.prefetch_templates())} " in lines[0]
     assert PATIENT_ID not in lines[0]
     assert "1200" not in lines[0]
 
@@ -311,32 +303,34 @@ def test_token_scoped_to_another_patient_is_400_and_nothing_is_fetched(
 
 
 def test_prefetched_patient_that_is_not_the_patient_in_context_is_400(
-    app: Flask, caller: HookCaller, now: datetime
+    caller: HookCaller, now: datetime
 ) -> None:
     someone_else = patient("another-child", years_before(now, 5))
-    prefetch = full_prefetch(_templates(app), someone_else, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(
+        caller.prefetch_templates(), someone_else, _observations(PATIENT_ID, now)
+    )
     response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
     assert_outcome(response, 400, "PICU-400-INVALID-PREFETCH")
 
 
 def test_card_that_breaks_the_response_rules_is_never_sent(
-    app: Flask, caller: HookCaller, child: dict, now: datetime, monkeypatch: pytest.MonkeyPatch
+    caller: HookCaller, child: dict, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def overlong_card(*args: Any, **kwargs: Any) -> dict[str, Any]:
         card = build_card(*args, **kwargs)
         return {**card, "summary": "x" * 140}
 
     monkeypatch.setattr(hooks, "build_card", overlong_card)
-    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
     assert_outcome(response, 500, "PICU-500-INTERNAL")
     assert "x" * 140 not in response.get_data(as_text=True)
 
 
 def test_repeated_calls_give_the_same_card_with_fresh_uuids(
-    app: Flask, caller: HookCaller, child: dict, now: datetime
+    caller: HookCaller, child: dict, now: datetime
 ) -> None:
-    prefetch = full_prefetch(_templates(app), child, _observations(PATIENT_ID, now))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     cards = [
         _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))[0]
         for _ in range(3)

@@ -36,6 +36,11 @@ class HookCaller:
         """GET /cds-services."""
         return self.client.get("/cds-services", headers=self.headers("/cds-services"))
 
+    def prefetch_templates(self, service_id: str = SERVICE_ID) -> dict[str, str]:
+        """The prefetch templates discovery advertises for one service."""
+        services = {s["id"]: s for s in self.discover().get_json()["services"]}
+        return dict(services[service_id].get("prefetch", {}))
+
     def call(
         self,
         body: Any,
