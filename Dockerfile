@@ -15,7 +15,10 @@ RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /app
 
 # Dependencies first (cached while only the source changes), then the project itself.
+# devtools/pyproject.toml only names the development-tools workspace member for the lock check;
+# the tools themselves are neither copied nor installed (--no-dev).
 COPY pyproject.toml uv.lock ./
+COPY devtools/pyproject.toml ./devtools/
 RUN uv sync --locked --no-dev --no-install-project
 COPY README.md ./
 COPY cds_service ./cds_service

@@ -19,7 +19,7 @@ UV_VERSION = "0.13.9"
 SEKMET_VERSION = "0.1.1"
 TOOLS_VENV = ROOT / ".venv-tools"
 SEKMET_VENV = ROOT / ".venv-sekmet"
-COMMANDS = {"demo": ["picu-endotype", "demo"], "test": ["pytest"]}
+COMMANDS = {"demo": ["picu-endotype-demo"], "test": ["pytest"]}
 USAGE = "usage: python3 dev.py {demo|test} [arguments passed on]"
 
 
@@ -95,7 +95,7 @@ def ensure_sekmet(env: dict[str, str]) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    """Prepare the environment, then hand over to `picu-endotype demo` or `pytest`."""
+    """Prepare the environment, then hand over to the demo (`picu-endotype-demo`) or `pytest`."""
     if not argv or argv[0] not in COMMANDS:
         print(USAGE, file=sys.stderr)
         return 2

@@ -31,18 +31,21 @@ from typing import Any
 
 from flask import Flask, jsonify
 
-from cds_service.demo import (
-    SERVICE_ID,
+from cds_service.discovery import SERVICE_ID
+from devtools import (
+    LOOPBACK,
     DemoEhr,
+    SandboxFhir,
     build_prefetch,
     discover,
+    free_port,
     hook_request,
+    load_resources,
     running_service,
     stop_process,
     wait_for_health,
     write_service_config,
 )
-from cds_service.sandbox_fhir import LOOPBACK, SandboxFhir, free_port, load_resources
 
 PATIENT_ID = "bench-hyperinflammatory"
 TRIVIAL_PATH = "/trivial"

@@ -23,9 +23,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cds_service.app import create_app
-from cds_service.demo import SERVICE_ID, DemoEhr, build_prefetch, hook_request, write_service_config
-from cds_service.sandbox_fhir import LOOPBACK, SandboxFhir, free_port, load_resources
+from cds_service.discovery import SERVICE_ID
 from cds_service.settings import load_settings
+from devtools import (
+    LOOPBACK,
+    DemoEhr,
+    SandboxFhir,
+    build_prefetch,
+    free_port,
+    hook_request,
+    load_resources,
+    write_service_config,
+)
 
 PATIENT_ID = "profile-hyperinflammatory"
 

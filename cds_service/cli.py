@@ -10,10 +10,6 @@ from collections.abc import Sequence
 # sub-command -> (module exposing add_arguments(parser) and run(args) -> int, help text)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("cds_service.serve", "run the CDS Hooks service under gunicorn"),
-    "demo": (
-        "cds_service.demo",
-        "run the service against a sandbox FHIR server with synthetic patients",
-    ),
     "synth": (
         "model.synth_cli",
         "write a seeded synthetic PICU cohort (FHIR NDJSON + outcomes CSV)",

@@ -12,9 +12,15 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from cds_service.demo import ASSESSMENT_EXTENSION, SERVICE_ID
-from cds_service.sandbox_fhir import SEKMET_BIN_ENV, SandboxFhir, load_resources, sekmet_binary
+from cds_service.discovery import SERVICE_ID
 from cds_service.settings import ClientSettings, Settings
+from devtools import (
+    ASSESSMENT_EXTENSION,
+    SEKMET_BIN_ENV,
+    SandboxFhir,
+    load_resources,
+    sekmet_binary,
+)
 from tests.support.hook_caller import HookCaller
 from tests.support.tokens import SigningKey, fhir_authorization, jwks
 

@@ -1,4 +1,4 @@
-"""`picu-endotype demo --once`: the whole product, as a subprocess, exactly as a user runs it."""
+"""The demo with `--once`: the whole product, as a subprocess, exactly as a developer runs it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cds_service.demo import ASSESSMENT_EXTENSION, DEMO_PATIENTS, render_card
-from cds_service.sandbox_fhir import SandboxFhir
+from devtools import ASSESSMENT_EXTENSION, DEMO_PATIENTS, SandboxFhir, render_card
 
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+")
 EXPECTED_PATHWAYS = {
@@ -24,10 +23,11 @@ EXPECTED_PATHWAYS = {
 
 
 def _demo_command() -> list[str]:
-    entry_point = Path(sys.executable).with_name("picu-endotype")
+    """The demo's console script (what `python3 dev.py demo` runs), else its module."""
+    entry_point = Path(sys.executable).with_name("picu-endotype-demo")
     if entry_point.exists():
-        return [str(entry_point), "demo", "--once"]
-    return [sys.executable, "-m", "cds_service.cli", "demo", "--once"]
+        return [str(entry_point), "--once"]
+    return [sys.executable, "-m", "devtools.demo", "--once"]
 
 
 def _patient_sections(output: str) -> dict[str, str]:

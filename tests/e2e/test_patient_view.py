@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from cds_service.demo import build_prefetch
-from cds_service.sandbox_fhir import SandboxFhir
 from cds_service.settings import Settings
+from devtools import SandboxFhir, build_prefetch
 from tests.support.hook_caller import hook_request
 from tests.support.tokens import SigningKey
 

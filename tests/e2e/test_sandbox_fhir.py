@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from cds_service.sandbox_fhir import SandboxFhir, transaction_bundle
+from devtools import SandboxFhir, transaction_bundle
 
 LOINC = "http://loinc.org"
 

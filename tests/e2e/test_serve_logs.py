@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from cds_service.demo import (
-    SERVICE_ID,
+from cds_service.discovery import SERVICE_ID
+from devtools import (
+    LOOPBACK,
     DemoEhr,
+    SandboxFhir,
     build_prefetch,
     discover,
+    free_port,
     hook_request,
     running_service,
     write_service_config,
 )
-from cds_service.sandbox_fhir import LOOPBACK, SandboxFhir, free_port
 
 
 @dataclass

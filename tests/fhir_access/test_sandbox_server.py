@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from cds_service.sandbox_fhir import SandboxFhir, load_resources, sekmet_binary
+from devtools import SandboxFhir, load_resources, sekmet_binary
 from fhir_mappings.client import FhirClient, next_link
 from fhir_mappings.config import FhirSettings
 from fhir_mappings.gather import FhirAccess, PatientData, gather_patient_data

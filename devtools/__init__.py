@@ -1,0 +1,45 @@
+"""Development tools for picu-endotype; never part of the product or its image.
+
+The demo, the sandbox FHIR server runner and the demo EHR that signs client JWTs. Benchmarks and
+end-to-end tests use what this module exports and nothing deeper.
+"""
+
+from __future__ import annotations
+
+from devtools.demo import ASSESSMENT_EXTENSION, DEMO_PATIENTS, DemoPatient, render_card
+from devtools.ehr import DemoEhr, build_prefetch, call_hook, discover, hook_request
+from devtools.sandbox_fhir import (
+    LOOPBACK,
+    SEKMET_BIN_ENV,
+    SandboxFhir,
+    SandboxUnavailable,
+    free_port,
+    load_resources,
+    sekmet_binary,
+    transaction_bundle,
+)
+from devtools.service import running_service, stop_process, wait_for_health, write_service_config
+
+__all__ = [
+    "ASSESSMENT_EXTENSION",
+    "DEMO_PATIENTS",
+    "LOOPBACK",
+    "SEKMET_BIN_ENV",
+    "DemoEhr",
+    "DemoPatient",
+    "SandboxFhir",
+    "SandboxUnavailable",
+    "build_prefetch",
+    "call_hook",
+    "discover",
+    "free_port",
+    "hook_request",
+    "load_resources",
+    "render_card",
+    "running_service",
+    "sekmet_binary",
+    "stop_process",
+    "transaction_bundle",
+    "wait_for_health",
+    "write_service_config",
+]

@@ -1,0 +1,219 @@
+"""The demo: the service, a sandbox FHIR server and four synthetic patients.
+
+Run it with `python3 dev.py demo` (or `picu-endotype-demo` in the development environment).
+
+The demo plays the EHR: it registers a throw-away ES384 key as a client, calls discovery, then
+calls patient-view for each synthetic patient (two with prefetch filled from the discovery
+templates, two with `fhirAuthorization` so the service queries the FHIR server itself) and prints
+each card as text. Nothing it prints or logs contains a token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from cds_service.cards import EXTENSION_KEY as ASSESSMENT_EXTENSION
+from devtools.ehr import DEMO_USER, DemoEhr, build_prefetch, call_hook, discover, hook_request
+from devtools.sandbox_fhir import LOOPBACK, SandboxFhir, free_port, load_resources
+from devtools.service import running_service, write_service_config
+from model.synth import scenario_patient
+
+PREFETCH, QUERY = "prefetch", "direct FHIR queries"
+
+
+@dataclass(frozen=True)
+class DemoPatient:
+    """One synthetic scenario patient and how the demo EHR sends its data."""
+
+    kind: str
+    patient_id: str
+    data_path: str
+
+
+DEMO_PATIENTS = (
+    DemoPatient("hyperinflammatory", "demo-hyperinflammatory", PREFETCH),
+    DemoPatient("quiescent", "demo-quiescent", QUERY),
+    DemoPatient("missing-panel", "demo-missing-panel", PREFETCH),
+    DemoPatient("resolving", "demo-resolving", QUERY),
+)
+
+BANNER = (
+    "=" * 78
+    + "\n  SYNTHETIC PATIENTS: generated test data, not real people. Not for clinical use.\n"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the demo."""
+    parser.add_argument("--once", action="store_true", help="print the cards, then exit")
+    parser.add_argument("--port", type=int, default=None, help="service port (default: free)")
+    parser.add_argument(
+        "--fhir-port", type=int, default=None, help="sandbox FHIR server port (default: free)"
+    )
+
+
+# --- printing cards ---
+
+
+def render_card(card: Mapping[str, Any]) -> list[str]:
+    """One card as readable text lines."""
+    assessment = card.get("extension", {}).get(ASSESSMENT_EXTENSION, {})
+    scorer = assessment.get("scorer", {})
+    source = card.get("source", {}).get("label", "")
+    pathway, endotype = assessment.get("pathway", "?"), assessment.get("endotype", "?")
+    synthetic = " (model trained on SYNTHETIC data)" if scorer.get("syntheticTrainingData") else ""
+    lines = [
+        f"  Summary:   {card.get('summary', '')}",
+        f"  Pathway:   {pathway}   (endotype {endotype})",
+        f"  Scorer:    {scorer.get('id', '?')} v{scorer.get('version', '?')}{synthetic}",
+        f"  Source:    {source}",
+        "  Markers:",
+    ]
+    markers = assessment.get("markers", {})
+    lines += [f"    - {_marker_text(name, marker)}" for name, marker in markers.items()]
+    lines += [] if markers else ["    (none)"]
+    trends = _trend_lines(card.get("detail", ""))
+    if trends:
+        lines += ["  Trends:", *(f"    - {line}" for line in trends)]
+    missing = ", ".join(assessment.get("missing", []))
+    lines.append(f"  Missing:   {missing or 'nothing'}")
+    for suggestion in card.get("suggestions", []):
+        flag = " (recommended)" if suggestion.get("isRecommended") else ""
+        lines.append(f"  Suggests:  {suggestion.get('label', '')}{flag}")
+    for link in card.get("links", []):
+        lines.append(f"  Link:      {link.get('label', '')} <{link.get('url', '')}>")
+    return lines
+
+
+def _trend_lines(detail: str) -> list[str]:
+    """`Marker: baseline … → latest …` for each marker whose detail shows a trend."""
+    trends, marker = [], ""
+    for line in detail.splitlines():
+        header = re.match(r"- \*\*(.+?)\*\*", line)
+        if header:
+            marker = header.group(1)
+        elif "→ latest" in line:
+            trends.append(f"{marker}: {line.strip().lstrip('- ').replace('`', '')}")
+    return trends
+
+
+def _marker_text(analyte: str, marker: Mapping[str, Any]) -> str:
+    """`analyte: value unit at time (system|code)` from one extension marker."""
+    value = marker.get("value")
+    value_text = f"{value:g}" if isinstance(value, int | float) else "?"
+    assumed = " (unit not sent; assumed from the code)" if marker.get("unitAssumed") else ""
+    return (
+        f"{analyte}: {marker.get('comparator') or ''}{value_text} {marker.get('unit', '')}"
+        f"{assumed} at {marker.get('time', '?')} ({marker.get('code', '?')})"
+    )
+
+
+def print_patient(patient: DemoPatient, cards: Sequence[Mapping[str, Any]]) -> None:
+    """The header for one patient, then each of its cards."""
+    print(f"\n--- {patient.patient_id} (scenario: {patient.kind}; data by {patient.data_path}) ---")
+    if not cards:
+        print("  (no card)")
+    for card in cards:
+        print("\n".join(render_card(card)))
+
+
+# --- the run ---
+
+
+def load_demo_patients(fhir_base: str, now: datetime) -> None:
+    """PUT the four synthetic scenario patients into the FHIR server."""
+    for patient in DEMO_PATIENTS:
+        load_resources(fhir_base, scenario_patient(patient.kind, patient.patient_id, now=now))
+
+
+def show_cards(service_url: str, fhir_base: str, ehr: DemoEhr) -> None:
+    """Discovery, then patient-view for each demo patient, printed as text."""
+    with requests.Session() as session:
+        templates = discover(session, service_url, ehr).get("prefetch", {})
+        print(BANNER + "=" * 78)
+        for patient in DEMO_PATIENTS:
+            context = {"userId": DEMO_USER, "patientId": patient.patient_id}
+            if patient.data_path == PREFETCH:
+                prefetch = build_prefetch(fhir_base, templates, context)
+                body = hook_request(patient.patient_id, fhir_base, prefetch=prefetch)
+            else:
+                access_token = secrets.token_urlsafe(32)  # the sandbox does not check it
+                body = hook_request(patient.patient_id, fhir_base, access_token=access_token)
+            print_patient(patient, call_hook(session, service_url, ehr, body).get("cards", []))
+        print("\n" + BANNER + "=" * 78)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Treat SIGTERM like Ctrl-C, so both processes are cleaned up."""
+    raise KeyboardInterrupt
+
+
+def wait_for_interrupt() -> None:
+    """Say how to stop, then block until Ctrl-C or SIGTERM."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        print("Press Ctrl-C to stop.", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start everything, print the cards, then wait for Ctrl-C unless `--once`; clean up."""
+    try:
+        return _run_demo(args)
+    except (RuntimeError, requests.RequestException) as problem:
+        print(f"demo failed: {problem}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; both servers stopped", file=sys.stderr)
+        return 130
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    """The demo proper; processes and the temporary directory are cleaned up on any exit."""
+    ehr = DemoEhr()
+    port = args.port or free_port()
+    service_url = f"http://{LOOPBACK}:{port}"
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="picu-demo-")))
+        print(f"starting the sandbox FHIR server (sekmet) in {workdir} ...", flush=True)
+        sandbox = stack.enter_context(SandboxFhir.start(workdir / "sekmet", port=args.fhir_port))
+        load_demo_patients(sandbox.base_url, datetime.now(UTC))
+        config = write_service_config(workdir, port=port, ehr=ehr, fhir_base=sandbox.base_url)
+        print(f"starting picu-endotype serve on {service_url} ...", flush=True)
+        stack.enter_context(running_service(config, service_url, workdir / "service.log"))
+        show_cards(service_url, sandbox.base_url, ehr)
+        print(f"CDS service:  {service_url}/cds-services   (model card: {service_url}/model-card)")
+        print(f"FHIR server:  {sandbox.base_url}   (console: {sandbox.console_url})")
+        if not args.once:
+            wait_for_interrupt()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: `python -m devtools.demo [--once] [--port N] [--fhir-port N]`."""
+    parser = argparse.ArgumentParser(
+        prog="picu-endotype-demo", description=__doc__.splitlines()[0]
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
