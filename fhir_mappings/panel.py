@@ -1,4 +1,8 @@
-"""The marker panel as data: analyte key -> codes -> canonical UCUM unit, loaded from panel.toml."""
+"""The marker panel as data: analyte key -> codes -> canonical UCUM unit, loaded from panel.toml.
+
+The panel is the product's one analyte vocabulary: its keys, names, tiers and model inputs are
+read by the scorers, the synthetic cohort generator and the tests alike.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from fhir_mappings.units import UnitConversionError, convert
 
 LOINC_SYSTEM = "http://loinc.org"
 PANEL_RESOURCE = "panel.toml"
+ANALYTE_KEYS = frozenset(
+    {"display", "label", "tier", "unit", "codes", "model_feature", "molar_mass_g_per_mol"}
+)
 
 
 class _Frozen(BaseModel):
@@ -43,9 +50,11 @@ class Analyte(_Frozen):
 
     key: str
     display: str
+    label: str  # short name in the sentences a scorer writes, e.g. "IL-6"
     tier: int = Field(ge=1, le=3)
     unit: str  # canonical UCUM unit of every Measurement of this analyte
     codes: tuple[Coding, ...] = Field(min_length=1)
+    model_feature: int | None = Field(default=None, ge=1)  # model input column, 1-based
     molar_mass: float | None = Field(default=None, gt=0)  # g/mol; set only where legitimate
 
     @property
@@ -61,7 +70,10 @@ class Panel(_Frozen):
     _index: dict[tuple[str, str], tuple[Analyte, Coding]] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any, /) -> None:
-        """Build the (system, code) index and refuse a code claimed by two analytes."""
+        """Build the (system, code) index; refuse a code claimed twice or a gap in model inputs."""
+        columns = sorted(a.model_feature for a in self.analytes.values() if a.model_feature)
+        if columns != list(range(1, len(columns) + 1)):
+            raise ValueError(f"model_feature columns must be 1..n, each once: {columns}")
         for analyte in self.analytes.values():
             for coding in analyte.codes:
                 key = (coding.system, coding.code)
@@ -82,6 +94,21 @@ class Panel(_Frozen):
                 return self._index[(system, code)]
         return None
 
+    @property
+    def model_features(self) -> tuple[str, ...]:
+        """The analytes that are model inputs, in input-column order."""
+        inputs = [a for a in self.analytes.values() if a.model_feature is not None]
+        return tuple(a.key for a in sorted(inputs, key=lambda a: a.model_feature or 0))
+
+    def of_tier(self, tier: int) -> tuple[str, ...]:
+        """The analytes of one tier, in panel order."""
+        return tuple(key for key, analyte in self.analytes.items() if analyte.tier == tier)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Analyte key -> short label, for sentences."""
+        return {key: analyte.label for key, analyte in self.analytes.items()}
+
     def codes_for(self, key: str) -> tuple[Coding, ...]:
         """Every coding of one analyte, primary first; KeyError for an unknown analyte."""
         return self.analytes[key].codes
@@ -93,6 +120,9 @@ class Panel(_Frozen):
 
 def _analyte_from_table(key: str, table: Mapping[str, Any]) -> Analyte:
     """One Analyte from its panel.toml table (codes default to the LOINC system)."""
+    unknown = set(table) - ANALYTE_KEYS
+    if unknown:
+        raise ValueError(f"panel analyte {key}: unknown keys {sorted(unknown)}")
     codes = tuple(
         Coding(
             system=entry.get("system", LOINC_SYSTEM),
@@ -103,9 +133,11 @@ def _analyte_from_table(key: str, table: Mapping[str, Any]) -> Analyte:
     return Analyte(
         key=key,
         display=table["display"],
+        label=table["label"],
         tier=table["tier"],
         unit=table["unit"],
         codes=codes,
+        model_feature=table.get("model_feature"),
         molar_mass=table.get("molar_mass_g_per_mol"),
     )
 

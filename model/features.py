@@ -2,7 +2,8 @@
 
 A feature row holds, for each analyte in the model's feature list, the latest counted result in
 the timeline's window (in the analyte's canonical unit), or NaN when there is none. Stale and
-preliminary results never become features.
+preliminary results never become features. Which analytes are inputs, and in which column, is
+said by the panel (`model_feature` in fhir_mappings/panel.toml).
 """
 
 from __future__ import annotations
@@ -11,23 +12,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from fhir_mappings.panel import load_panel
 from model.assessment import Timeline
 
 # panel keys, in the order of the model's input columns
-FEATURE_ANALYTES: tuple[str, ...] = (
-    "il6",
-    "ifng",
-    "cxcl9",
-    "ferritin",
-    "crp",
-    "il10",
-    "sil2r",
-    "lymphocytes",
-    "platelets",
-    "lactate",
-)
-# tier-1 markers without which the model never gives a pathway
-REQUIRED_ANALYTES: tuple[str, ...] = ("il6", "ferritin", "crp")
+FEATURE_ANALYTES: tuple[str, ...] = load_panel().model_features
 
 
 def latest_value(timeline: Timeline, analyte: str) -> float:

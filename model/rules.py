@@ -17,6 +17,7 @@ Rules read each analyte's latest counted result. A comparator is handled honestl
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import tomllib
@@ -30,6 +31,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fhir_mappings.measurement import Measurement
+from fhir_mappings.panel import Panel, load_panel
 from model.assessment import (
     Assessment,
     Endotype,
@@ -109,14 +111,13 @@ class RuleSet(_Frozen):
     title: str
     description: str
     required: tuple[str, ...] = Field(min_length=1)
-    labels: dict[str, str]
     limitations: tuple[str, ...] = Field(min_length=1)
     rules: tuple[Rule, ...] = Field(min_length=1)
     trend: Trend
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleSet:
-        """Unique ids, every deciding role present, required and labelled analytes known."""
+        """Unique ids, every deciding role present, every required analyte read by a rule."""
         ids = [rule.id for rule in self.rules] + [self.trend.id]
         if len(ids) != len(set(ids)):
             raise ValueError("rule ids must be unique")
@@ -126,8 +127,6 @@ class RuleSet(_Frozen):
         read = {a for rule in self.rules for a in rule.analytes}
         if set(self.required) - read:
             raise ValueError(f"required analytes without a rule: {set(self.required) - read}")
-        if read - set(self.labels):
-            raise ValueError(f"analytes without a label: {read - set(self.labels)}")
         return self
 
     @property
@@ -140,9 +139,16 @@ class RuleSet(_Frozen):
         """The rules that play one part in the decision."""
         return tuple(rule for rule in self.rules if rule.role is role)
 
-    def label(self, analyte: str) -> str:
-        """How an analyte is named in reasons."""
-        return self.labels.get(analyte, analyte)
+    def check_vocabulary(self, panel: Panel) -> None:
+        """Refuse an analyte the panel does not know, or a threshold not in its canonical unit."""
+        compared = [(c.analyte, c.unit) for rule in self.rules for c in rule.criteria]
+        compared.append((self.trend.analyte, self.trend.unit))
+        for analyte, unit in compared:
+            if analyte not in panel.analytes:
+                raise ValueError(f"rule set {self.id}: {analyte!r} is not a panel analyte")
+            if unit != panel.analytes[analyte].unit:
+                canonical = panel.analytes[analyte].unit
+                raise ValueError(f"rule set {self.id}: {analyte} in {unit}, not in {canonical}")
 
 
 # --- comparing one result with one threshold -------------------------------------------------
@@ -256,9 +262,10 @@ class _Decision:
 class RuleScorer:
     """Scorer v1: the published-threshold rule set."""
 
-    def __init__(self, rule_set: RuleSet, content_hash: str) -> None:
-        """Wrap a validated rule set and the sha256 of the file it came from."""
+    def __init__(self, rule_set: RuleSet, content_hash: str, labels: Mapping[str, str]) -> None:
+        """Wrap a validated rule set, the sha256 of its file and the analytes' short labels."""
         self.rule_set = rule_set
+        self.labels = dict(labels)
         self._info = ScorerInfo(
             id=rule_set.id,
             version=rule_set.version,
@@ -276,7 +283,7 @@ class RuleScorer:
         """Evaluate every rule on the latest counted results and decide the pathway."""
         latest = {analyte: series.latest for analyte, series in timeline.series.items()}
         outcomes = {rule.id: evaluate(rule, latest) for rule in self.rule_set.rules}
-        decision = _decide(self.rule_set, outcomes, timeline)
+        decision = _decide(self.rule_set, self.labels, outcomes, timeline)
         missing = tuple(a for a in self.rule_set.analytes if a not in timeline.series)
         return Assessment(
             pathway=decision.pathway,
@@ -314,12 +321,12 @@ class RuleScorer:
         """With a positive finding, say plainly which markers are still missing."""
         if decision.pathway is not Pathway.BIOMARKER_GUIDED or not missing:
             return ()
-        return (f"Still missing: {_names(self.rule_set, missing)}.",)
+        return (f"Still missing: {_names(self.labels, missing)}.",)
 
 
-def _names(rule_set: RuleSet, analytes: Iterable[str]) -> str:
+def _names(labels: Mapping[str, str], analytes: Iterable[str]) -> str:
     """Analyte labels joined for a sentence."""
-    return ", ".join(rule_set.label(a) for a in analytes)
+    return ", ".join(labels.get(a, a) for a in analytes)
 
 
 def _met(
@@ -330,7 +337,10 @@ def _met(
 
 
 def _decide(
-    rule_set: RuleSet, outcomes: Mapping[str, bool | None], timeline: Timeline
+    rule_set: RuleSet,
+    labels: Mapping[str, str],
+    outcomes: Mapping[str, bool | None],
+    timeline: Timeline,
 ) -> _Decision:
     """Apply the documented decision order to the rule outcomes."""
     entry, high_risk = rule_set.by_role(Role.ENTRY), rule_set.by_role(Role.HIGH_RISK)
@@ -341,12 +351,12 @@ def _decide(
         return _hyperinflammatory(fired, entry_met, axis_met)
     absent = [a for a in rule_set.required if a not in timeline.series]
     if absent:
-        return _insufficient(_absent_reasons(rule_set, absent, timeline))
+        return _insufficient(_absent_reasons(labels, absent, timeline))
     undecided = _met([*entry, *high_risk], outcomes, None)
     if undecided:
         return _insufficient(tuple(_undecided_reason(rule) for rule in undecided))
     if entry_met and not _axis_normal(axis, outcomes, timeline):
-        return _insufficient((_axis_reason(rule_set, entry_met, axis, timeline),))
+        return _insufficient((_axis_reason(labels, entry_met, axis, timeline),))
     if entry_met:
         return _intermediate(entry_met)
     return _quiescent(entry, axis_met)
@@ -402,7 +412,7 @@ def _descriptions(rules: Sequence[Rule], joiner: str = " and ") -> str:
 
 
 def _absent_reasons(
-    rule_set: RuleSet, absent: Sequence[str], timeline: Timeline
+    labels: Mapping[str, str], absent: Sequence[str], timeline: Timeline
 ) -> tuple[str, ...]:
     """Name required markers with no result at all, and those with only a stale result."""
     window = _hours(timeline.window)
@@ -410,9 +420,9 @@ def _absent_reasons(
     never = [a for a in absent if a not in timeline.stale]
     reasons = []
     if never:
-        reasons.append(f"Required, no result in the last {window} h: {_names(rule_set, never)}.")
+        reasons.append(f"Required, no result in the last {window} h: {_names(labels, never)}.")
     if stale:
-        reasons.append(f"Required, only a result older than {window} h: {_names(rule_set, stale)}.")
+        reasons.append(f"Required, only a result older than {window} h: {_names(labels, stale)}.")
     return tuple(reasons)
 
 
@@ -422,10 +432,10 @@ def _undecided_reason(rule: Rule) -> str:
 
 
 def _axis_reason(
-    rule_set: RuleSet, entry_met: Sequence[Rule], axis: Sequence[Rule], timeline: Timeline
+    labels: Mapping[str, str], entry_met: Sequence[Rule], axis: Sequence[Rule], timeline: Timeline
 ) -> str:
     """Why an entry criterion alone cannot separate intermediate from hyperinflammatory."""
-    markers = _names(rule_set, [a for rule in axis for a in rule.analytes])
+    markers = _names(labels, [a for rule in axis for a in rule.analytes])
     available = any(a in timeline.series for rule in axis for a in rule.analytes)
     state = "cannot be compared with its upper limit" if available else "is not available"
     return (
@@ -437,8 +447,22 @@ def _axis_reason(
 # --- loading --------------------------------------------------------------------------------
 
 
-def load_rule_scorer(path: Path | None = None) -> RuleScorer:
-    """Read and validate a rule file (the packaged v1 by default) into a scorer."""
-    data = (path or RULES_PATH).read_bytes()
+def _read_rule_set(path: Path) -> tuple[RuleSet, str]:
+    """A validated rule set and the sha256 of its file's bytes."""
+    data = path.read_bytes()
     rule_set = RuleSet.model_validate(tomllib.loads(data.decode("utf-8")))
-    return RuleScorer(rule_set, hashlib.sha256(data).hexdigest())
+    return rule_set, hashlib.sha256(data).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def packaged_rule_set() -> RuleSet:
+    """The packaged v1 rule set, read once (its `required` list is the default everywhere)."""
+    return _read_rule_set(RULES_PATH)[0]
+
+
+def load_rule_scorer(path: Path | None = None, panel: Panel | None = None) -> RuleScorer:
+    """Read a rule file (the packaged v1 by default), check it against the panel, and score."""
+    panel = panel or load_panel()
+    rule_set, content_hash = _read_rule_set(path or RULES_PATH)
+    rule_set.check_vocabulary(panel)
+    return RuleScorer(rule_set, content_hash, panel.labels)

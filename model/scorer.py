@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fhir_mappings.panel import load_panel
 from model.assessment import (
     Assessment,
     Endotype,
@@ -23,7 +24,7 @@ from model.assessment import (
     ScorerInfo,
     Timeline,
 )
-from model.features import REQUIRED_ANALYTES, feature_row, missing_analytes
+from model.features import feature_row, missing_analytes
 from model.pipeline import (
     EndotypeModel,
     class_coefficients,
@@ -32,6 +33,7 @@ from model.pipeline import (
     standardised_inputs,
     transformed_names,
 )
+from model.rules import load_rule_scorer, packaged_rule_set
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.skops")
 TOP_CONTRIBUTIONS = 5
@@ -53,7 +55,8 @@ class ModelScorer:
         self.model = model
         self._rules = rules
         self._labels = dict(labels or {})
-        self._required = tuple(model.metadata.get("required_analytes", REQUIRED_ANALYTES))
+        default_required = packaged_rule_set().required
+        self._required = tuple(model.metadata.get("required_analytes", default_required))
         self._names = transformed_names(model.estimator, model.analytes)
         self._coefficients = class_coefficients(model.estimator, model.high_risk_class)
         self._classes = [str(name) for name in model.estimator.classes_]
@@ -205,8 +208,7 @@ def _scorer_info(model: EndotypeModel) -> ScorerInfo:
 
 def load_model_scorer(path: Path | None = None) -> ModelScorer:
     """Load a site's model file (or the packaged default) with the rule scorer beside it."""
-    from fhir_mappings.panel import load_panel
-    from model.rules import load_rule_scorer
-
-    labels = {key: analyte.display for key, analyte in load_panel().analytes.items()}
-    return ModelScorer(load_model(path or DEFAULT_MODEL_PATH), load_rule_scorer(), labels)
+    panel = load_panel()
+    labels = {key: analyte.display for key, analyte in panel.analytes.items()}
+    rules = load_rule_scorer(panel=panel)
+    return ModelScorer(load_model(path or DEFAULT_MODEL_PATH), rules, labels)

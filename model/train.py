@@ -24,9 +24,12 @@ from tqdm import tqdm
 from model.assessment import Endotype
 from model.cohort import Cohort, PatientOutcome, cohort_timelines
 from model.derive import derive_endotypes
-from model.features import FEATURE_ANALYTES, REQUIRED_ANALYTES, feature_matrix
+from model.features import FEATURE_ANALYTES, feature_matrix
 from model.pipeline import EndotypeModel, build_classifier
+from model.rules import packaged_rule_set
 
+# the rule set's required tier-1 markers: without them no scorer gives a pathway
+REQUIRED_ANALYTES: tuple[str, ...] = packaged_rule_set().required
 PENALTY_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 VALIDATION_SHARE = 0.25
 HIGH_RISK_CLASS = Endotype.HYPERINFLAMMATORY.value

@@ -6,7 +6,7 @@ import pytest
 
 from cds_service.settings import load_settings
 from fhir_mappings.config import LocalCode
-from fhir_mappings.panel import LOINC_SYSTEM, load_panel
+from fhir_mappings.panel import LOINC_SYSTEM, Panel, _analyte_from_table, load_panel
 
 EXPECTED_KEYS = {
     "il6",
@@ -228,3 +228,32 @@ def test_routine_markers_are_tier_1_and_send_outs_tier_2(key: str, tier: int) ->
 )
 def test_canonical_units_are_the_usual_ucum_units(key: str, unit: str) -> None:
     assert load_panel().analytes[key].unit == unit
+
+
+def test_model_inputs_are_numbered_columns_of_the_panel() -> None:
+    panel = load_panel()
+    columns = [panel.analytes[key].model_feature for key in panel.model_features]
+    assert columns == list(range(1, len(columns) + 1))
+    assert "procalcitonin" not in panel.model_features
+
+
+def test_every_analyte_has_a_short_label_for_sentences() -> None:
+    labels = load_panel().labels
+    assert set(labels) == EXPECTED_KEYS
+    assert (labels["il6"], labels["ifng"], labels["crp"]) == ("IL-6", "IFN-γ", "CRP")
+
+
+def test_a_gap_in_the_model_input_columns_is_refused() -> None:
+    panel = load_panel()
+    gapped = {
+        **panel.analytes,
+        "lactate": panel.analytes["lactate"].model_copy(update={"model_feature": 12}),
+    }
+    with pytest.raises(ValueError, match="model_feature"):
+        Panel(analytes=gapped)
+
+
+def test_an_unknown_key_in_a_panel_table_is_refused() -> None:
+    table = {"display": "X", "label": "X", "tier": 1, "unit": "pg/mL", "modelfeature": 3}
+    with pytest.raises(ValueError, match="modelfeature"):
+        _analyte_from_table("x", {**table, "codes": [{"code": "1-8", "display": "X"}]})

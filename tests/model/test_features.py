@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from fhir_mappings.panel import load_panel
 from model.features import FEATURE_ANALYTES, feature_matrix, feature_row, missing_analytes
+from model.pipeline import load_model
+from model.scorer import DEFAULT_MODEL_PATH
 
 
 def test_feature_row_takes_latest_value_of_each_analyte(make_timeline):
@@ -34,3 +37,8 @@ def test_feature_matrix_rows_follow_timeline_order(make_timeline):
 
 def test_feature_matrix_of_no_timelines_has_feature_width():
     assert feature_matrix([], ("il6", "crp")).shape == (0, 2)
+
+
+def test_feature_list_is_the_panel_model_inputs_and_the_default_model_columns() -> None:
+    assert load_panel().model_features == FEATURE_ANALYTES
+    assert load_model(DEFAULT_MODEL_PATH).analytes == FEATURE_ANALYTES

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fhir_mappings.measurement import Exclusion, Extraction, Measurement
+from fhir_mappings.panel import load_panel
 from model.assessment import Timeline
 from model.timeline import build_timeline
 
@@ -12,16 +13,9 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=48)
 LOINC = "http://loinc.org"
 
-# analyte -> (canonical unit, primary LOINC)
+# analyte -> (canonical unit, primary LOINC), from the panel
 ANALYTES: dict[str, tuple[str, str]] = {
-    "il6": ("pg/mL", "26881-3"),
-    "ferritin": ("ng/mL", "2276-4"),
-    "crp": ("mg/L", "1988-5"),
-    "cxcl9": ("pg/mL", "98115-9"),
-    "ifng": ("pg/mL", "27415-9"),
-    "lymphocytes": ("10*3/uL", "731-0"),
-    "platelets": ("10*3/uL", "777-3"),
-    "lactate": ("mmol/L", "2524-7"),
+    key: (analyte.unit, analyte.primary.code) for key, analyte in load_panel().analytes.items()
 }
 
 
