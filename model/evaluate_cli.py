@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from model.cohort import CohortError, load_cohort
-from model.evaluate import evaluate_model, render_report, summary_lines
+from model.evaluate import evaluate_model, summary_lines
 from model.pipeline import ModelFileError, load_model
+from model.report import render_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,8 +10,8 @@ import pytest
 from scipy.special import expit, logit
 
 from model import evaluate_cli, train_cli
-from model.evaluate import (
-    OUTCOMES,
+from model.evaluate import OUTCOMES, evaluate_model
+from model.metrics import (
     auprc,
     auroc,
     balanced_accuracy,
@@ -21,16 +21,15 @@ from model.evaluate import (
     calibration_intercept,
     calibration_slope,
     cohen_kappa,
-    evaluate_model,
     net_benefit,
     npv,
     ppv,
-    render_report,
     sensitivity,
     specificity,
     with_interval,
 )
 from model.pipeline import load_model
+from model.report import render_report
 
 
 @pytest.fixture(scope="module")
