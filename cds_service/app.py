@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from cds_service import auth, discovery, errors, feedback, hooks, model_card
 from cds_service.settings import Settings, load_settings
 from cds_service.state import AppState, install_state
+from fhir_mappings.emit import check_proposals
 from fhir_mappings.panel import Panel, load_panel
 from fhir_mappings.units import UNIT_TEXT_ALIASES, warm_up
 from model.assessment import Scorer
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.after_request(_forbid_caching)
     panel = load_panel(settings.local_codes)
     warm_up_units(panel)
+    check_proposals(panel.analytes.values())
     service = discovery.endotype_service(panel, settings)
     scorer = load_scorer(settings)
     state = AppState(

@@ -208,9 +208,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: `python -m devtools.demo [--once] [--port N] [--fhir-port N]`."""
-    parser = argparse.ArgumentParser(
-        prog="picu-endotype-demo", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="picu-endotype-demo", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

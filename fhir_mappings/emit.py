@@ -1,11 +1,21 @@
-"""FHIR R4 resources we emit: the draft ServiceRequest behind "order missing markers"."""
+"""FHIR R4 resources we emit: the draft ServiceRequest behind "order missing markers".
+
+Each resource is built as a plain dict on the hook's path. Its shape is validated with the
+fhir.resources R4B model once per analyte (`check_proposals`, run at start-up), off that path;
+the ids filled in per call are checked against the FHIR id pattern.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterable
 from typing import Any
 
-from fhir_mappings.panel import Analyte
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from pydantic import ValidationError
+
+from fhir_mappings.panel import Analyte, Coding
 
 SNOMED_SYSTEM = "http://snomed.info/sct"
 LABORATORY_CODE = "108252007"
@@ -18,6 +28,8 @@ REQUESTER_TYPES = frozenset(
     {"Practitioner", "PractitionerRole", "Organization", "Patient", "RelatedPerson", "Device"}
 )
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_EXAMPLE_ID = "example"
+_EXAMPLE_REQUESTER = "Practitioner/example"
 
 
 def service_request_for(
@@ -28,12 +40,42 @@ def service_request_for(
     requester: str | None = None,
 ) -> dict[str, Any]:
     """A draft proposal ServiceRequest for an analyte's primary LOINC; bad ids: ValueError."""
+    _check_proposal(analyte.display, analyte.primary)
+    return _service_request(analyte.display, analyte.primary, patient_id, encounter_id, requester)
+
+
+def check_proposals(analytes: Iterable[Analyte]) -> None:
+    """Validate each analyte's ServiceRequest as FHIR R4B now; ValueError if one is not."""
+    for analyte in analytes:
+        _check_proposal(analyte.display, analyte.primary)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_proposal(display: str, primary: Coding) -> None:
+    """Validate one analyte's proposal, with example ids, against the R4B ServiceRequest model."""
+    sample = _service_request(display, primary, _EXAMPLE_ID, _EXAMPLE_ID, _EXAMPLE_REQUESTER)
+    try:
+        ServiceRequest.model_validate(sample)
+    except ValidationError as error:
+        raise ValueError(
+            f"the ServiceRequest for {primary.code} is not valid R4B: {error}"
+        ) from None
+
+
+def _service_request(
+    display: str,
+    primary: Coding,
+    patient_id: str,
+    encounter_id: str | None,
+    requester: str | None,
+) -> dict[str, Any]:
+    """The proposal dict for one analyte, its references filled in, in a fixed key order."""
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "proposal",
         "category": [_laboratory_category()],
-        "code": {"coding": [analyte.primary.as_fhir()], "text": analyte.display},
+        "code": {"coding": [primary.as_fhir()], "text": display},
         "subject": {"reference": f"Patient/{_resource_id(patient_id, 'Patient')}"},
         "note": [{"text": PROPOSAL_NOTE}],
     }

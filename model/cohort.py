@@ -1,5 +1,8 @@
 """Read a cohort (FHIR Bulk Data NDJSON + outcomes CSV) and compute features the service's way.
 
+Every Patient and Observation read is validated as FHIR R4B (fhir.resources); a line that is not
+refuses the cohort with its file and line number.
+
 Features come from the live service's own path: `extract` → `build_timeline(now = onset + 48 h,
 window = 48 h)` → `model.features.feature_row`. Only this module reads cohort files.
 """
@@ -15,6 +18,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from fhir_mappings.observations import extract
@@ -38,6 +45,8 @@ REFERENCE_LABELS = frozenset(
     {Endotype.HYPERINFLAMMATORY.value, Endotype.INTERMEDIATE.value, Endotype.QUIESCENT.value}
 )
 SYNTHETIC_TAG = ("https://picu-endotype.org/fhir/CodeSystem/data-origin", "synthetic")
+# resources read from a cohort are validated with these FHIR R4B models
+FHIR_MODELS = {"Patient": Patient, "Encounter": Encounter, "Observation": Observation}
 
 
 class CohortError(ValueError):
@@ -125,7 +134,7 @@ def _flag(text: str) -> bool:
 
 
 def read_resources(cohort_dir: Path, resource_type: str) -> Iterator[dict[str, Any]]:
-    """Every resource in `<Type>*.ndjson` files (Bulk Data style), one JSON object a line."""
+    """Every resource in `<Type>*.ndjson` files (Bulk Data style), one valid R4B resource a line."""
     files = sorted(cohort_dir.glob(f"{resource_type}*.ndjson"))
     for path in files:
         with path.open(encoding="utf-8") as handle:
@@ -141,7 +150,31 @@ def _resource(line: str, path: Path, number: int, resource_type: str) -> dict[st
         raise CohortError(f"{path.name} line {number}: not valid JSON") from None
     if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
         raise CohortError(f"{path.name} line {number}: not a {resource_type} resource")
+    _validate(resource, path, number)
     return resource
+
+
+def _validate(resource: dict[str, Any], path: Path, number: int) -> None:
+    """Refuse a resource that is not valid FHIR R4B; the message names fields, never values."""
+    model = FHIR_MODELS.get(resource["resourceType"])
+    if model is None:
+        return
+    try:
+        model.model_validate(resource)
+    except ValidationError as error:
+        raise CohortError(
+            f"{path.name} line {number}: not a valid {resource['resourceType']} "
+            f"({_field_errors(error)})"
+        ) from None
+
+
+def _field_errors(error: ValidationError) -> str:
+    """The first few validation errors by field and message, without the input values."""
+    details = error.errors(include_url=False, include_input=False, include_context=False)
+    return "; ".join(
+        f"{'.'.join(str(part) for part in detail['loc']) or 'resource'}: {detail['msg']}"
+        for detail in details[:3]
+    )
 
 
 def subject_id(resource: Mapping[str, Any]) -> str | None:

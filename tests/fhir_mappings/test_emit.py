@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
-from fhir_mappings.emit import service_request_for
+from fhir_mappings.emit import check_proposals, service_request_for
 from fhir_mappings.panel import LOINC_SYSTEM, Panel
 
 
@@ -84,3 +84,16 @@ def test_each_request_gets_its_own_category_object(panel: Panel) -> None:
 def test_invalid_ids_are_refused(panel: Panel, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         service_request_for(panel.analytes["il6"], **kwargs)
+
+
+def test_an_analyte_whose_proposal_is_not_valid_r4b_is_refused(panel: Panel) -> None:
+    il6 = panel.analytes["il6"]
+    broken = il6.model_copy(update={"codes": (il6.primary.model_copy(update={"display": ""}),)})
+    with pytest.raises(ValueError, match="not valid R4B"):
+        check_proposals([broken])
+    with pytest.raises(ValueError, match="not valid R4B"):
+        service_request_for(broken, patient_id="p1")
+
+
+def test_every_packaged_analyte_proposal_is_valid_r4b(panel: Panel) -> None:
+    check_proposals(panel.analytes.values())

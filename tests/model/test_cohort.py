@@ -133,3 +133,14 @@ def test_every_outcomes_row_gets_a_timeline_with_its_own_observations(small_coho
     assert timelines[0].now == first.onset_time + timedelta(hours=48)
     observed = np.mean([bool(t.series) for t in timelines])
     assert observed > 0.5
+
+
+def test_observation_that_is_not_valid_r4b_is_refused_with_its_line(small_cohort_dir, tmp_path):
+    [first, second, *_] = (small_cohort_dir / "Observation.ndjson").read_text().splitlines()
+    broken = json.loads(second)
+    broken["valueQuantity"]["value"] = "secret-value-123"
+    (tmp_path / "Observation.ndjson").write_text(f"{first}\n{json.dumps(broken)}\n")
+    with pytest.raises(CohortError, match="line 2: not a valid Observation") as refused:
+        list(read_resources(tmp_path, "Observation"))
+    assert "valueQuantity.value" in str(refused.value)
+    assert "secret-value-123" not in str(refused.value)
