@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Set up and run picu-endotype: `python3 dev.py demo [args]` or `python3 dev.py test [args]`.
 
+`python3 dev.py test --fast` runs the fast lane (`-m "not slow"`); without it, every test runs.
+
 Standard library only, so it runs on a fresh machine with Python 3.11 and the package registries.
 Each step prints one line and is skipped when its result is already present.
 """
@@ -20,7 +22,8 @@ SEKMET_VERSION = "0.1.1"
 TOOLS_VENV = ROOT / ".venv-tools"
 SEKMET_VENV = ROOT / ".venv-sekmet"
 COMMANDS = {"demo": ["picu-endotype-demo"], "test": ["pytest"]}
-USAGE = "usage: python3 dev.py {demo|test} [arguments passed on]"
+USAGE = "usage: python3 dev.py {demo|test} [--fast] [arguments passed on]"
+FAST_LANE = ["-m", "not slow"]  # what `test --fast` passes to pytest
 
 
 def step(message: str) -> None:
@@ -94,6 +97,14 @@ def ensure_sekmet(env: dict[str, str]) -> Path:
     return sekmet
 
 
+def command_for(argv: list[str]) -> list[str]:
+    """The command to hand over to: the chosen one with its arguments, `--fast` spelled out."""
+    name, arguments = argv[0], argv[1:]
+    if name == "test" and "--fast" in arguments:
+        arguments = [*FAST_LANE, *(a for a in arguments if a != "--fast")]
+    return [*COMMANDS[name], *arguments]
+
+
 def main(argv: list[str]) -> int:
     """Prepare the environment, then hand over to the demo (`picu-endotype-demo`) or `pytest`."""
     if not argv or argv[0] not in COMMANDS:
@@ -105,7 +116,7 @@ def main(argv: list[str]) -> int:
     uv = ensure_uv(env)
     ensure_project_env(uv, env)
     env["PICU_SEKMET_BIN"] = str(ensure_sekmet(env))
-    command = [uv, "run", "--locked", *COMMANDS[argv[0]], *argv[1:]]
+    command = [uv, "run", "--locked", *command_for(argv)]
     step(f"run: uv {' '.join(command[1:])}")
     os.chdir(ROOT)
     os.execvpe(command[0], command, env)
