@@ -70,10 +70,10 @@ class Panel(_Frozen):
     _index: dict[tuple[str, str], tuple[Analyte, Coding]] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any, /) -> None:
-        """Build the (system, code) index; refuse a code claimed twice or a gap in model inputs."""
-        columns = sorted(a.model_feature for a in self.analytes.values() if a.model_feature)
-        if columns != list(range(1, len(columns) + 1)):
-            raise ValueError(f"model_feature columns must be 1..n, each once: {columns}")
+        """Build the (system, code) index; refuse a code or a model input column claimed twice."""
+        columns = [a.model_feature for a in self.analytes.values() if a.model_feature]
+        if len(columns) != len(set(columns)):
+            raise ValueError(f"model_feature columns must each be used once: {sorted(columns)}")
         for analyte in self.analytes.values():
             for coding in analyte.codes:
                 key = (coding.system, coding.code)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from cds_service.sandbox_fhir import SandboxFhir
+from devtools import SandboxFhir
 from fhir_mappings.client import FhirClient, entry_resources
 from fhir_mappings.context_templates import (
     conditions_template,

@@ -243,14 +243,11 @@ def test_every_analyte_has_a_short_label_for_sentences() -> None:
     assert (labels["il6"], labels["ifng"], labels["crp"]) == ("IL-6", "IFN-γ", "CRP")
 
 
-def test_a_gap_in_the_model_input_columns_is_refused() -> None:
+def test_a_model_input_column_claimed_twice_is_refused() -> None:
     panel = load_panel()
-    gapped = {
-        **panel.analytes,
-        "lactate": panel.analytes["lactate"].model_copy(update={"model_feature": 12}),
-    }
+    lactate = panel.analytes["lactate"].model_copy(update={"model_feature": 1})
     with pytest.raises(ValueError, match="model_feature"):
-        Panel(analytes=gapped)
+        Panel(analytes={**panel.analytes, "lactate": lactate})
 
 
 def test_an_unknown_key_in_a_panel_table_is_refused() -> None:

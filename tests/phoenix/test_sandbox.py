@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from cds_service.sandbox_fhir import SandboxFhir, load_resources, sekmet_binary
+from devtools import SandboxFhir, load_resources, sekmet_binary
 from fhir_mappings.client import FhirClient, entry_resources
 from fhir_mappings.phoenix_inputs import extract_phoenix, phoenix_patient
 from fhir_mappings.phoenix_queries import (
