@@ -19,6 +19,8 @@ from tests.auth.conftest import EHR
 from tests.support.leak_guard import SESSION_GUARD
 from tests.support.tokens import SigningKey, jwks, make_token
 
+pytestmark = pytest.mark.slow  # a gunicorn server with two workers, once per module
+
 STARTUP_ATTEMPTS = 150
 PARALLEL_CALLS = 8
 SERVE = (  # `picu-endotype serve --config FILE`, without the other subcommands' imports

@@ -122,6 +122,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_after_start_up_panel_and_unit_text_units_convert_without_parsing(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-c", START_UP_THEN_CONVERT, str(tmp_path)],

@@ -118,6 +118,7 @@ def _wait_for_health(url: str, process: subprocess.Popen) -> requests.Response:
     raise AssertionError("the service did not start")
 
 
+@pytest.mark.slow
 def test_serve_runs_gunicorn_and_logs_paths_without_query_strings(tmp_path: Path) -> None:
     port = _free_port()
     script = (

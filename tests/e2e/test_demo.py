@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from devtools import ASSESSMENT_EXTENSION, DEMO_PATIENTS, SandboxFhir, render_card
 
 JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+")
@@ -36,6 +38,7 @@ def _patient_sections(output: str) -> dict[str, str]:
     return dict(zip(sections[1::2], sections[2::2], strict=True))
 
 
+@pytest.mark.slow
 def test_demo_once_prints_each_synthetic_patients_card_and_exits_cleanly(
     sandbox_fhir: SandboxFhir,  # the sandbox must be installed; the demo starts its own
 ) -> None:
@@ -62,6 +65,7 @@ def _listening(url: str) -> bool:
         return probe.connect_ex((parts.hostname, parts.port)) == 0
 
 
+@pytest.mark.slow
 def test_demo_waits_for_ctrl_c_then_stops_the_service_and_the_fhir_server(
     sandbox_fhir: SandboxFhir,
 ) -> None:

@@ -23,6 +23,8 @@ from devtools import (
     write_service_config,
 )
 
+pytestmark = pytest.mark.slow  # the service under gunicorn and a sandbox FHIR server
+
 
 @dataclass
 class ServedCalls:

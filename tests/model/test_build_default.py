@@ -10,6 +10,7 @@ from model.pipeline import class_coefficients, load_model, transformed_names
 from model.scorer import DEFAULT_MODEL_PATH
 
 
+@pytest.mark.slow
 def test_rebuilding_the_default_model_gives_the_shipped_coefficients(tmp_path):
     shipped = load_model(DEFAULT_MODEL_PATH)
     rebuilt = build_default_model(tmp_path / "default.skops", n=COHORT_SIZE, seed=COHORT_SEED)

@@ -85,6 +85,7 @@ def test_synthetic_cohort_is_recognised_by_its_tags(small_cohort):
     assert small_cohort.has_reference_labels
 
 
+@pytest.mark.slow
 def test_untagged_patients_make_the_cohort_not_synthetic(small_cohort_dir, tmp_path):
     for path in small_cohort_dir.iterdir():
         shutil.copy(path, tmp_path / path.name)

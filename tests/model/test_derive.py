@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from model.derive import consensus_pac, derive_endotypes
 
@@ -20,6 +21,7 @@ def _three_groups(seed: int = 0):
     return features, group, outcome
 
 
+@pytest.mark.slow
 def test_consensus_finds_three_well_separated_groups():
     features, _, outcome = _three_groups()
     derivation = derive_endotypes(features, ANALYTES, outcome)
@@ -34,6 +36,7 @@ def test_pac_is_zero_for_one_perfectly_stable_partition():
     assert consensus_pac(blobs, (2,))[2] == 0.0
 
 
+@pytest.mark.slow
 def test_cluster_with_worst_outcomes_becomes_the_high_risk_endotype():
     features, group, outcome = _three_groups()
     labels = derive_endotypes(features, ANALYTES, outcome).labels
@@ -42,6 +45,7 @@ def test_cluster_with_worst_outcomes_becomes_the_high_risk_endotype():
     assert np.mean(labels[group == 1] == "intermediate") > 0.95
 
 
+@pytest.mark.slow
 def test_rarely_observed_analyte_is_left_out_of_clustering():
     features, _, outcome = _three_groups()
     features[: int(0.6 * len(features)), 3] = np.nan
@@ -49,6 +53,7 @@ def test_rarely_observed_analyte_is_left_out_of_clustering():
     assert derivation.clustering_analytes == ("il6", "ferritin", "crp")
 
 
+@pytest.mark.slow
 def test_derivation_is_reproducible_for_a_seed():
     features, _, outcome = _three_groups()
     first = derive_endotypes(features, ANALYTES, outcome, random_state=3)

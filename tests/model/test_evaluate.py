@@ -274,6 +274,7 @@ def _run(module, argv):
     return module.run(parser.parse_args(argv))
 
 
+@pytest.mark.slow
 def test_train_then_evaluate_from_the_command_line(small_cohort_dir, tmp_path, capsys):
     model_path, report_path = tmp_path / "site.skops", tmp_path / "out" / "report.html"
     cohort = [
@@ -331,6 +332,7 @@ def test_evaluate_cli_refuses_an_altered_model(small_cohort_dir, tmp_path, capsy
     assert not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.slow
 def test_unlabelled_cohort_is_compared_with_endotypes_derived_on_it(small_cohort):
     from dataclasses import replace
 

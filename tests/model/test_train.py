@@ -30,6 +30,7 @@ def test_internal_validation_separates_the_high_risk_class(small_model):
     assert small_model.metadata["internal_validation"]["auroc_high_risk_class"] > 0.8
 
 
+@pytest.mark.slow
 def test_unlabelled_cohort_trains_on_derived_endotypes(small_cohort):
     unlabelled = Cohort(
         outcomes=tuple(replace(row, reference_endotype=None) for row in small_cohort.outcomes),

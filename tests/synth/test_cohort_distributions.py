@@ -12,6 +12,8 @@ from fhir_mappings.panel import Panel
 from model.assessment import Timeline
 from model.synth import GROUPS, PARAMS, Cohort
 
+pytestmark = pytest.mark.slow  # a large cohort, generated once per module
+
 QUIESCENT, INTERMEDIATE, HYPERINFLAMMATORY = GROUPS
 
 

@@ -25,6 +25,7 @@ def _shapes(cohort: Cohort) -> Counter:
     return Counter((_code(o), _unit(o)) for o in cohort.observations)
 
 
+@pytest.mark.slow  # the large session cohort (3,000 patients)
 @pytest.mark.parametrize(
     ("code", "unit"),
     [
@@ -48,6 +49,7 @@ def test_alternate_codes_and_units_occur(large_cohort: Cohort, code: str, unit: 
     assert _shapes(large_cohort)[(code, unit)] >= 5
 
 
+@pytest.mark.slow  # the large session cohort (3,000 patients)
 def test_low_il6_is_reported_with_a_less_than_comparator(large_cohort: Cohort) -> None:
     low = [
         o["valueQuantity"]
@@ -58,12 +60,14 @@ def test_low_il6_is_reported_with_a_less_than_comparator(large_cohort: Cohort) -
     assert {(q["value"], q["code"]) for q in low} <= {(2.0, "pg/mL"), (2.0, "ng/L")}
 
 
+@pytest.mark.slow  # the large session cohort (3,000 patients)
 def test_statuses_include_entered_in_error_preliminary_and_amended(large_cohort: Cohort) -> None:
     statuses = Counter(o["status"] for o in large_cohort.observations)
     assert statuses["final"] > 0.9 * len(large_cohort.observations)
     assert min(statuses["entered-in-error"], statuses["preliminary"], statuses["amended"]) >= 50
 
 
+@pytest.mark.slow  # the large session cohort (3,000 patients)
 def test_entered_in_error_results_have_a_valid_twin(large_cohort: Cohort) -> None:
     by_id = {o["id"]: o for o in large_cohort.observations}
     voided = [o for o in large_cohort.observations if o["status"] == "entered-in-error"]
@@ -77,6 +81,7 @@ def _offset(text: str) -> str:
     return "Z" if text.endswith("Z") else text[-6:]
 
 
+@pytest.mark.slow  # the large session cohort (3,000 patients)
 def test_times_use_mixed_offsets_periods_and_a_few_bare_dates(large_cohort: Cohort) -> None:
     times = [o["effectiveDateTime"] for o in large_cohort.observations if "effectiveDateTime" in o]
     periods = [o for o in large_cohort.observations if "effectivePeriod" in o]
