@@ -17,6 +17,7 @@ from cds_service.settings import Settings
 from fhir_mappings.measurement import Exclusion, ExclusionReason
 from fhir_mappings.observations import extract
 from model.assessment import Assessment, Endotype, Pathway, ScorerInfo
+from model.scorer import load_model_scorer
 from tests.cards.conftest import ENCOUNTER_ID, PATIENT_ID
 from tests.scoring.factories import NOW, panel_values, result, timeline_of
 
@@ -495,8 +496,7 @@ def test_positive_card_with_required_markers_missing_lists_and_offers_them(score
 
 
 def test_card_from_the_packaged_model_says_synthetic_and_validates(make_card):
-    scorer_module = pytest.importorskip("model.scorer")
-    model_scorer = scorer_module.load_model_scorer()
+    model_scorer = load_model_scorer()
     timeline = timeline_of(*panel_values(il6=80, ferritin=2500, crp=60, cxcl9=900))
     assessment = model_scorer.assess(timeline)
     card = make_card(assessment, timeline)
