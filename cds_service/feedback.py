@@ -135,7 +135,9 @@ def receive_feedback(service_id: str) -> ResponseReturnValue:
     service = find_service(service_id)
     feedback = parse_feedback()
     try:
-        result = state.feedback_store.store(service.id, feedback.feedback, client, datetime.now(UTC))
+        result = state.feedback_store.store(
+            service.id, feedback.feedback, client, datetime.now(UTC)
+        )
     except DatabaseError:
         metrics.STORAGE_ERRORS.labels(store="feedback").inc()
         raise

@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
@@ -150,6 +150,12 @@ def _port(parts: Any) -> int | None:
         return None
 
 
+# Called after every FHIR call with its duration in seconds and its error (None on success); the
+# web layer registers its metrics here. Observers must be quick and must not raise.
+CallObserver = Callable[[float, "FhirError | None"], None]
+CALL_OBSERVERS: list[CallObserver] = []
+
+
 class _BearerAuth(requests.auth.AuthBase):
     """Adds `Authorization: Bearer …`; never shows the token in its repr."""
 
@@ -236,6 +242,8 @@ class FhirClient:
         self.max_pages = max_pages
         self.deadline = deadline  # a time.monotonic() value, or None
         self.pages_not_followed = 0  # next links left unread (max_pages or another origin)
+        self.calls = 0  # FHIR calls made
+        self.call_seconds = 0.0  # their total duration
         self._auth = _BearerAuth(access_token) if access_token else None
         self._owns_session = session is None
         self._session = session or requests.Session()
@@ -258,7 +266,7 @@ class FhirClient:
         """One resource by `Type/id` relative to the base URL; None when the server says 404/410."""
         url = self._url(path)
         try:
-            resource = self._send(url)
+            resource = self._timed_send(url)
         except FhirNotFound:
             return None
         expected_type = path.split("/", 1)[0]
@@ -300,7 +308,7 @@ class FhirClient:
         return True
 
     def _bundle(self, url: str) -> dict[str, Any]:
-        body = self._send(url)
+        body = self._timed_send(url)
         if body.get("resourceType") != "Bundle" or not isinstance(body.get("entry", []), list):
             raise FhirBadResponse("FHIR search did not answer a Bundle", path=safe_path(url))
         errors = error_issue_codes(body)
@@ -322,6 +330,22 @@ class FhirClient:
         if left <= 0:
             raise FhirTimeout("deadline passed before the FHIR call", path=path)
         return min(self.timeout, left)
+
+    def _timed_send(self, url: str) -> dict[str, Any]:
+        """`_send`, counted and timed for the audit trail and the call observers."""
+        started = time.perf_counter()
+        error: FhirError | None = None
+        try:
+            return self._send(url)
+        except FhirError as raised:
+            error = raised
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.calls += 1
+            self.call_seconds += elapsed
+            for observe in CALL_OBSERVERS:
+                observe(elapsed, error)
 
     def _send(self, url: str) -> dict[str, Any]:
         """GET one URL and return its JSON object; the one place errors are translated."""

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fhir_mappings.client import (
@@ -83,6 +83,8 @@ class PatientData:
     # "query", "query:after-operation-outcome", "query:not-found"; "…:incomplete" when a next
     # page was left unread (max_pages reached, or a next link outside the FHIR base URL)
     sources: Mapping[str, str]
+    fhir_calls: int = 0  # FHIR calls made for this hook
+    fhir_seconds: float = 0.0  # their total duration (they run in parallel)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class Fetched:
 
     resources: list[Resource]
     complete: bool
+    calls: int = 0
+    seconds: float = 0.0
 
 
 class DataUnavailable(Exception):
@@ -128,7 +132,12 @@ def gather_patient_data(
     sources = _sources(states, templates, by_key)
     for key in (key for key, result in fetched.items() if not result.complete):
         sources[key] += INCOMPLETE
-    return _patient_data(templates, by_key, sources)
+    data = _patient_data(templates, by_key, sources)
+    return replace(
+        data,
+        fhir_calls=sum(result.calls for result in fetched.values()),
+        fhir_seconds=sum(result.seconds for result in fetched.values()),
+    )
 
 
 def _resources(fetched: Fetched | None) -> list[Resource]:
@@ -232,7 +241,13 @@ def _run_jobs(
             deadline=deadline,
             session=thread_session(),
         ) as client:
-            return Fetched(job(client), complete=client.pages_not_followed == 0)
+            resources = job(client)
+            return Fetched(
+                resources,
+                complete=client.pages_not_followed == 0,
+                calls=client.calls,
+                seconds=client.call_seconds,
+            )
 
     executor = _QUERY_THREADS.executor(fhir.max_workers)
     futures = {executor.submit(run, job): key for key, job in jobs.items()}
