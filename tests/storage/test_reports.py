@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.audit import AuditTrail, HookCall, HookResult, build_record
+from cds_service.audit import AuditTrail, build_record
 from cds_service.auth import CdsClient
 from cds_service.cli import main
 from cds_service.feedback import FeedbackStore
