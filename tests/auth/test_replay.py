@@ -18,10 +18,10 @@ from sqlalchemy.exc import OperationalError
 
 from cds_service.auth import Authenticator, Unauthorized
 from cds_service.replay import ReplayStore
-from cds_service.sandbox_postgres import PostgresServer
 from cds_service.settings import Settings
 from cds_service.storage import Database, upgrade
 from cds_service.storage import database as database_module
+from devtools.sandbox_postgres import PostgresServer
 from tests.auth.conftest import BASE, EHR, SERVICE, client_entry
 from tests.support.tokens import SigningKey, make_token
 

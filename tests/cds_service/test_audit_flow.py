@@ -12,15 +12,15 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from cds_service.app import create_app
-from cds_service.hooks import AUDIT_KEY
-from cds_service.sandbox_postgres import PostgresServer
 from cds_service.settings import Settings
+from cds_service.state import app_state
 from cds_service.storage import Database
 from cds_service.storage.schema import audit_record
+from devtools.sandbox_postgres import PostgresServer
 from tests.cds_service.conftest import CLIENT_ISS, PUBLIC_BASE_URL, MakeSettings
 from tests.cds_service.fhir_data import full_prefetch, patient, years_before
-from tests.cds_service.test_hooks import PATIENT_ID, _observations, _templates
-from tests.support.hook_caller import HookCaller, hook_request
+from tests.cds_service.test_hooks import PATIENT_ID, _observations
+from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request
 from tests.support.tokens import SigningKey
 
 PILOT = "Practitioner/pilot"
@@ -47,7 +47,11 @@ def _full_body(app: Flask, user_id: str = "Practitioner/picu-attending") -> dict
     child = patient(PATIENT_ID, years_before(now, 6.4))
     body = hook_request(
         PATIENT_ID,
-        prefetch=full_prefetch(_templates(app), child, _observations(PATIENT_ID, now)),
+        prefetch=full_prefetch(
+            dict(app_state(app).services[SERVICE_ID].prefetch),
+            child,
+            _observations(PATIENT_ID, now),
+        ),
         encounter_id="enc-1",
     )
     body["context"]["userId"] = user_id
@@ -125,7 +129,7 @@ def test_the_audit_trail_can_be_switched_off(
     caller = HookCaller(app.test_client(), signing_key, CLIENT_ISS, PUBLIC_BASE_URL)
 
     assert len(caller.call(_full_body(app)).get_json()["cards"]) == 1
-    assert app.extensions[AUDIT_KEY] is None
+    assert app_state(app).audit_trail is None
     assert _records(settings) == []
 
 

@@ -24,20 +24,13 @@ import requests
 from sqlalchemy import select
 
 from cds_service.cli import main
-from cds_service.demo import (
-    SERVICE_ID,
-    DemoEhr,
-    build_prefetch,
-    hook_request,
-    serve_command,
-    service_config_toml,
-    stop_process,
-    wait_for_health,
-)
-from cds_service.sandbox_fhir import LOOPBACK, SandboxFhir, free_port
-from cds_service.sandbox_postgres import PostgresServer
+from cds_service.discovery import SERVICE_ID
 from cds_service.storage import Database
 from cds_service.storage.schema import audit_record, feedback
+from devtools.ehr import DemoEhr, build_prefetch, hook_request
+from devtools.sandbox_fhir import LOOPBACK, SandboxFhir, free_port
+from devtools.sandbox_postgres import PostgresServer
+from devtools.service import serve_command, service_config_toml, stop_process, wait_for_health
 
 PUBLIC_BASE_URL = "https://cds.replicas.test"  # what the load balancer's clients call
 HOOK_AUDIENCE = f"{PUBLIC_BASE_URL}/cds-services/{SERVICE_ID}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from cds_service.sandbox_postgres import PostgresServer
+from devtools.sandbox_postgres import PostgresServer
 
 ENGINES = ("sqlite", "postgresql")
 _numbers = itertools.count(1)
