@@ -47,6 +47,8 @@ class Measurement:
     source_unit: str | None = None  # unit as sent, before conversion
     observation_id: str | None = None
     unit_assumed: bool = False  # no unit was sent; `source_unit` is the one the code implies
+    reference_high: float | None = None  # the laboratory's upper reference limit, in `unit`
+    reference_text: str | None = None  # the laboratory's reference range text, when sent
 
     @property
     def converted(self) -> bool:

@@ -7,9 +7,11 @@ Exclusion (one per panel component for panel Observations), and malformed input 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from fhir_mappings.measurement import Exclusion, ExclusionReason, Extraction, Measurement
@@ -30,6 +32,8 @@ from fhir_mappings.resource_fields import (
 from fhir_mappings.units import UnitConversionError, convert, is_valid_ucum, normalise_unit_text
 
 UCUM_SYSTEM = "http://unitsofmeasure.org"
+REFERENCE_MEANING_SYSTEM = "http://terminology.hl7.org/CodeSystem/referencerange-meaning"
+NORMAL_RANGE_CODES = frozenset({"normal"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,7 @@ def _measurement(
     source_value = numeric_value(sent.get("value"), result.analyte.display)
     sent_comparator = comparator(sent)
     source_unit, unit_assumed = _source_unit(sent, result.coding, result.analyte)
+    reference_high, reference_text = reference_limit(result.holder, source_unit, result.analyte)
     return Measurement(
         analyte=result.analyte.key,
         value=_converted(source_value, source_unit, result.analyte),
@@ -132,6 +137,8 @@ def _measurement(
         source_unit=source_unit,
         observation_id=resource_id(result.observation),
         unit_assumed=unit_assumed,
+        reference_high=reference_high,
+        reference_text=reference_text,
     )
 
 
@@ -171,3 +178,59 @@ def _converted(value: float, source_unit: str, analyte: Analyte) -> float:
 def _unit_error(analyte: Analyte, reason: str) -> Unusable:
     """A UNIT_NOT_CONVERTIBLE exclusion prefixed with the analyte name."""
     return Unusable(ExclusionReason.UNIT_NOT_CONVERTIBLE, f"{analyte.display}: {reason}")
+
+
+# --- the laboratory's reference range ---------------------------------------------------------
+
+
+def reference_limit(
+    holder: Mapping[str, Any], value_unit: str, analyte: Analyte
+) -> tuple[float | None, str | None]:
+    """The laboratory's upper reference limit in the canonical unit and its text; never raises.
+
+    Read from the referenceRange of the part holding the value (the Observation or its
+    component). Only normal (or untyped) ranges with a `high` count; several such ranges with
+    different limits (age- or sex-specific, which this layer cannot choose between) give none.
+    """
+    candidates = [entry for entry in mappings(holder.get("referenceRange")) if _is_normal(entry)]
+    limits = {_high_value(entry, value_unit, analyte) for entry in candidates}
+    limits.discard(None)
+    if len(limits) != 1:
+        return None, None
+    texts = [entry.get("text") for entry in candidates if isinstance(entry.get("text"), str)]
+    return limits.pop(), (texts[0].strip() or None) if texts else None
+
+
+def _is_normal(entry: Mapping[str, Any]) -> bool:
+    """True for a range without a type or typed as the normal range."""
+    kind = entry.get("type")
+    if kind is None:
+        return True
+    found = mappings(kind.get("coding")) if isinstance(kind, Mapping) else []
+    meanings = {(coding.get("system"), coding.get("code")) for coding in found}
+    return any((REFERENCE_MEANING_SYSTEM, code) in meanings for code in NORMAL_RANGE_CODES)
+
+
+def _high_value(entry: Mapping[str, Any], value_unit: str, analyte: Analyte) -> float | None:
+    """The range's `high` converted to the canonical unit, or None when unusable."""
+    high = entry.get("high")
+    if not isinstance(high, Mapping):
+        return None
+    value = high.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    if not math.isfinite(value) or value <= 0:
+        return None
+    unit = _bound_unit(high) or value_unit
+    try:
+        return convert(float(value), unit, analyte.unit, molar_mass=analyte.molar_mass)
+    except (UnitConversionError, ValueError, TypeError):
+        return None
+
+
+def _bound_unit(high: Mapping[str, Any]) -> str | None:
+    """The UCUM unit of a range bound: its UCUM code, else known unit text, else None."""
+    code, text = high.get("code"), high.get("unit")
+    if high.get("system") == UCUM_SYSTEM and isinstance(code, str):
+        return code
+    return normalise_unit_text(text) or normalise_unit_text(code)

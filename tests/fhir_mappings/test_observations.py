@@ -15,6 +15,8 @@ from fhir_mappings.panel import LOINC_SYSTEM, Panel, load_panel
 
 from .conftest import UCUM, observation
 
+REFERENCE_MEANING = "http://terminology.hl7.org/CodeSystem/referencerange-meaning"
+
 
 def only_measurement(extraction: Extraction):
     assert extraction.exclusions == ()
@@ -753,3 +755,91 @@ def test_unit_assumed_defaults_to_false_for_measurements_built_elsewhere() -> No
         status="final",
     )
     assert measurement.unit_assumed is False
+
+
+# --- the laboratory's reference range ------------------------------------------------------------
+
+
+def with_range(resource: dict[str, Any], *ranges: dict[str, Any]) -> dict[str, Any]:
+    resource["referenceRange"] = list(ranges)
+    return resource
+
+
+def ucum_bound(value: float, unit: str) -> dict[str, Any]:
+    return {"value": value, "unit": unit, "system": UCUM, "code": unit}
+
+
+def test_reference_range_high_becomes_the_measurements_upper_limit(panel: Panel) -> None:
+    resource = with_range(observation(), {"high": ucum_bound(7, "pg/mL"), "text": "<=7 pg/mL"})
+    measurement = only_measurement(extract([resource], panel))
+    assert measurement.reference_high == 7.0
+    assert measurement.reference_text == "<=7 pg/mL"
+
+
+def test_reference_high_is_converted_to_the_canonical_unit(panel: Panel) -> None:
+    resource = with_range(observation("1988-5", 8.7, "mg/dL"), {"high": ucum_bound(1.0, "mg/dL")})
+    measurement = only_measurement(extract([resource], panel))
+    assert (measurement.unit, measurement.reference_high) == ("mg/L", pytest.approx(10.0))
+
+
+def test_reference_high_without_a_unit_takes_the_values_unit(panel: Panel) -> None:
+    resource = with_range(observation("1988-5", 8.7, "mg/dL"), {"high": {"value": 0.5}})
+    measurement = only_measurement(extract([resource], panel))
+    assert measurement.reference_high == pytest.approx(5.0)
+
+
+def test_component_reference_range_belongs_to_its_component(panel: Panel) -> None:
+    component = {
+        "code": {"coding": [{"system": LOINC_SYSTEM, "code": "27415-9"}]},
+        "valueQuantity": ucum_bound(12, "pg/mL"),
+        "referenceRange": [{"high": ucum_bound(10.4, "pg/mL")}],
+    }
+    resource = observation("82335-1", None, None, component=[component])
+    resource["referenceRange"] = [{"high": ucum_bound(99, "pg/mL")}]
+    measurement = only_measurement(extract([resource], panel))
+    assert (measurement.analyte, measurement.reference_high) == ("ifng", 10.4)
+
+
+@pytest.mark.parametrize(
+    "ranges",
+    [
+        (),
+        ({"low": ucum_bound(1, "pg/mL")},),  # no high
+        ({"high": ucum_bound(7, "U/mL")},),  # not convertible
+        ({"high": {"value": "7"}},),  # not a number
+        ({"high": ucum_bound(0, "pg/mL")},),  # not positive
+        (  # only a therapeutic range
+            {
+                "high": ucum_bound(7, "pg/mL"),
+                "type": {"coding": [{"system": REFERENCE_MEANING, "code": "therapeutic"}]},
+            },
+        ),
+        (  # two normal ranges (e.g. by age) with different limits: this layer cannot choose
+            {"high": ucum_bound(7, "pg/mL"), "age": {"high": {"value": 12, "unit": "a"}}},
+            {"high": ucum_bound(5, "pg/mL"), "age": {"low": {"value": 12, "unit": "a"}}},
+        ),
+        ("not a range",),
+    ],
+)
+def test_unusable_or_ambiguous_reference_ranges_give_no_upper_limit(
+    panel: Panel, ranges: tuple[Any, ...]
+) -> None:
+    measurement = only_measurement(extract([with_range(observation(), *ranges)], panel))
+    assert measurement.reference_high is None and measurement.reference_text is None
+
+
+def test_normal_typed_range_counts_and_equal_duplicates_agree(panel: Panel) -> None:
+    normal = {"coding": [{"system": REFERENCE_MEANING, "code": "normal"}]}
+    resource = with_range(
+        observation(),
+        {"high": ucum_bound(7, "pg/mL"), "type": normal},
+        {"high": ucum_bound(7, "pg/mL"), "appliesTo": [{"text": "female"}]},
+    )
+    assert only_measurement(extract([resource], panel)).reference_high == 7.0
+
+
+def test_malformed_reference_range_never_excludes_the_result(panel: Panel) -> None:
+    resource = observation()
+    resource["referenceRange"] = {"high": 7}
+    measurement = only_measurement(extract([resource], panel))
+    assert measurement.value == 42.0 and measurement.reference_high is None
