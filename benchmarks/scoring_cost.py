@@ -23,7 +23,7 @@ from model.assessment import Timeline  # noqa: E402
 from model.rules import load_rule_scorer  # noqa: E402
 from model.scorer import load_model_scorer  # noqa: E402
 from model.synth import generate_cohort  # noqa: E402
-from model.timeline import build_timeline  # noqa: E402
+from model.timeline import build_recent_timeline  # noqa: E402
 
 WINDOW = timedelta(hours=48)
 
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def timelines() -> list[Timeline]:
         return [
-            build_timeline(extract(obs, panel, patient_id=pid), now=end, window=WINDOW)
+            build_recent_timeline(extract(obs, panel, patient_id=pid), now=end, window=WINDOW)
             for pid, obs, end in inputs
         ]
 

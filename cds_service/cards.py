@@ -228,7 +228,7 @@ def _marker_lines(display: str, series: MarkerSeries) -> list[str]:
         f"  - {_iso(latest.time)} · {_code(_token(latest))}",
     ]
     if len(series.values) > 1:
-        baseline = series.baseline
+        baseline = series.first
         lines.append(
             f"  - baseline {_code(_quantity(baseline))}{_unit_note(baseline)} "
             f"({_iso(baseline.time)}) → latest "
@@ -262,8 +262,8 @@ def _missing_section(assessment: Assessment, timeline: Timeline, panel: Panel) -
     lines = ["**Missing or stale** (not used)"]
     for analyte in assessment.missing:
         name = _text(_display(panel, analyte))
-        if analyte in timeline.stale:
-            lines.append(_stale_line(name, timeline.stale[analyte], timeline.now, window))
+        if analyte in timeline.older:
+            lines.append(_stale_line(name, timeline.older[analyte], timeline.now, window))
         elif analyte in pending:
             lines.append(f"- {name}: only a preliminary result in the last {window} h (above)")
         else:

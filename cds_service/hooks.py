@@ -46,7 +46,7 @@ from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel
 from fhir_mappings.patient import age_in_years
 from fhir_mappings.prefetch import MalformedPrefetch
-from model.assessment import Assessment, Scorer, Timeline
+from model.assessment import Assessment, Scorer, TimeFrame, Timeline, assessment_time_frame
 from model.timeline import build_timeline
 
 logger = logging.getLogger(__name__)
@@ -174,9 +174,13 @@ class HookEngine:
     ) -> tuple[Timeline, Assessment]:
         """Map the Observations, place them on the timeline at `now`, and score it."""
         extraction = extract(data.observations, self.panel, patient_id=context.patientId)
-        window = timedelta(hours=self.settings.window_hours)
-        timeline = build_timeline(extraction, now=now, window=window)
+        timeline = build_timeline(extraction, self.time_frame(now))
         return timeline, self.scorer.assess(timeline)
+
+    def time_frame(self, now: datetime) -> TimeFrame:
+        """The frame of one assessment: the anchor, the early window and the look-back."""
+        window = timedelta(hours=self.settings.window_hours)
+        return assessment_time_frame(now, window)
 
     def gather(self, hook_request: HookRequest, client: CdsClient) -> PatientData:
         """The patient's resources from prefetch and, where allowed, the FHIR server."""

@@ -3,8 +3,9 @@
 Every Patient and Observation read is validated as FHIR R4B (fhir.resources); a line that is not
 refuses the cohort with its file and line number.
 
-Features come from the live service's own path: `extract` → `build_timeline(now = onset + 48 h,
-window = 48 h)` → `model.features.feature_row`. Only this module reads cohort files.
+Features come from the live service's own path: `extract` → `build_timeline` on a frame anchored
+at the onset (now = onset + 48 h) → `model.features.feature_row`, which reads the early window.
+Only this module reads cohort files.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel, load_panel
-from model.assessment import Endotype, Timeline
+from model.assessment import Anchor, AnchorSource, Endotype, TimeFrame, Timeline
 from model.timeline import build_timeline
 
 ONSET_WINDOW = timedelta(hours=48)
@@ -218,10 +219,17 @@ def onset_timeline(
     onset: datetime,
     panel: Panel,
     window: timedelta = ONSET_WINDOW,
+    now: datetime | None = None,
 ) -> Timeline:
-    """A patient's timeline over the first `window` after organ-dysfunction onset."""
+    """A patient's timeline anchored at the onset, assessed at `now` (default onset + window)."""
     extraction = extract(list(observations), panel, patient_id=patient_id)
-    return build_timeline(extraction, now=onset + window, window=window)
+    return build_timeline(extraction, onset_frame(onset, window, now))
+
+
+def onset_frame(onset: datetime, window: timedelta, now: datetime | None = None) -> TimeFrame:
+    """A frame anchored at the recorded onset of organ dysfunction."""
+    anchor = Anchor(onset, AnchorSource.CONDITION, "onset_time of the outcomes file")
+    return TimeFrame(now=now or onset + window, anchor=anchor, window=window)
 
 
 def cohort_timelines(

@@ -1,9 +1,10 @@
 """Model features from a `Timeline`: the one function the live service and training share.
 
 A feature row holds, for each analyte in the model's feature list, the latest counted result in
-the timeline's window (in the analyte's canonical unit), or NaN when there is none. Stale and
-preliminary results never become features. Which analytes are inputs, and in which column, is
-said by the panel (`model_feature` in fhir_mappings/panel.toml).
+the timeline's early window [anchor, anchor + window] (in the analyte's canonical unit), or NaN
+when there is none: the window the model is trained on. Results from before the anchor or after
+the early window, older and preliminary results never become features. Which analytes are inputs,
+and in which column, is said by the panel (`model_feature` in fhir_mappings/panel.toml).
 """
 
 from __future__ import annotations
@@ -13,18 +14,19 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from fhir_mappings.panel import load_panel
-from model.assessment import Timeline
+from model.assessment import Phase, Timeline
 
 # panel keys, in the order of the model's input columns
 FEATURE_ANALYTES: tuple[str, ...] = load_panel().model_features
 
 
 def latest_value(timeline: Timeline, analyte: str) -> float:
-    """The latest counted value of one analyte in the window, or NaN when it has none."""
+    """The latest counted value of one analyte in the early window, or NaN when it has none."""
     series = timeline.series.get(analyte)
-    if series is None or not series.values:
+    early = series.in_phase(Phase.EARLY) if series is not None else ()
+    if not early:
         return float("nan")
-    value = float(series.latest.value)
+    value = float(early[-1].value)
     return value if np.isfinite(value) and value >= 0 else float("nan")
 
 
@@ -44,5 +46,5 @@ def feature_matrix(
 
 
 def missing_analytes(timeline: Timeline, analytes: Sequence[str]) -> tuple[str, ...]:
-    """Analytes with no counted result in the window, in `analytes` order."""
+    """Analytes with no counted result in the early window, in `analytes` order."""
     return tuple(a for a in analytes if not np.isfinite(latest_value(timeline, a)))

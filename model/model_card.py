@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import Environment
 
-from model.assessment import Scorer, Timeline
+from model.assessment import Scorer, Timeline, assessment_time_frame
 
 NOT_YET_MEASURED = "Not yet measured."
 PROJECT = "picu-endotype (open-source project)"
@@ -320,7 +320,8 @@ def _synthetic(meta: Mapping[str, Any]) -> bool:
 def rules_card(scorer: Scorer) -> dict:
     """The card of an evidence-based rule set: identity, each rule with its citation."""
     info = scorer.info
-    empty = Timeline(now=datetime(2000, 1, 1, tzinfo=UTC), window=timedelta(hours=48), series={})
+    frame = assessment_time_frame(datetime(2000, 1, 1, tzinfo=UTC), timedelta(hours=48))
+    empty = Timeline(frame=frame, series={})
     assessment = scorer.assess(empty)
     return {
         "kind": "rules",

@@ -41,6 +41,7 @@ from model.assessment import (
     ScorerInfo,
     Timeline,
 )
+from model.timeline import last_window
 
 RULES_PATH = Path(__file__).with_name("rules_v1.toml")
 
@@ -208,7 +209,7 @@ def trend_evidence(trend: Trend, series: MarkerSeries | None) -> Evidence:
     """Baseline → latest with the kinetic note; met is None when it cannot be judged."""
     met, description = None, trend.description
     if series is not None and len(series.values) > 1:
-        baseline, latest = series.baseline, series.latest
+        baseline, latest = series.first, series.latest
         span = latest.time - baseline.time
         description += f": {_num(baseline.value)} → {_num(latest.value)} {latest.unit}"
         description += f" over {_hours(span)} h"
@@ -280,7 +281,8 @@ class RuleScorer:
         return self._info
 
     def assess(self, timeline: Timeline) -> Assessment:
-        """Evaluate every rule on the latest counted results and decide the pathway."""
+        """Evaluate every rule on the latest counted results of the last window; decide."""
+        timeline = last_window(timeline)
         latest = {analyte: series.latest for analyte, series in timeline.series.items()}
         outcomes = {rule.id: evaluate(rule, latest) for rule in self.rule_set.rules}
         decision = _decide(self.rule_set, self.labels, outcomes, timeline)
@@ -416,8 +418,8 @@ def _absent_reasons(
 ) -> tuple[str, ...]:
     """Name required markers with no result at all, and those with only a stale result."""
     window = _hours(timeline.window)
-    stale = [a for a in absent if a in timeline.stale]
-    never = [a for a in absent if a not in timeline.stale]
+    stale = [a for a in absent if a in timeline.older]
+    never = [a for a in absent if a not in timeline.older]
     reasons = []
     if never:
         reasons.append(f"Required, no result in the last {window} h: {_names(labels, never)}.")

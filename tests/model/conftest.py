@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from fhir_mappings.measurement import Measurement
+from fhir_mappings.measurement import Extraction, Measurement
 from fhir_mappings.panel import load_panel
-from model.assessment import MarkerSeries, Timeline
+from model.assessment import Timeline
 from model.cohort import Cohort, load_cohort
 from model.pipeline import EndotypeModel
 from model.synth import generate_cohort, write_cohort
+from model.timeline import build_recent_timeline
 from model.train import train_model
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -51,9 +52,10 @@ def make_timeline() -> Callable[..., Timeline]:
                 measurement(analyte, v, hours_ago=2.0 + 6 * (len(history) - 1 - i))
                 for i, v in enumerate(history)
             ]
-            series[analyte] = MarkerSeries(analyte=analyte, values=tuple(points))
-        old = {a: measurement(a, v, hours_ago=72.0) for a, v in dict(stale).items()}
-        return Timeline(now=NOW, window=WINDOW, series=series, stale=old)
+            series[analyte] = points
+        old = [measurement(a, v, hours_ago=72.0) for a, v in dict(stale).items()]
+        results = tuple(m for points in series.values() for m in points) + tuple(old)
+        return build_recent_timeline(Extraction(measurements=results), now=NOW, window=WINDOW)
 
     return build
 

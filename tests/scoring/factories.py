@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 from fhir_mappings.measurement import Exclusion, Extraction, Measurement
 from fhir_mappings.panel import load_panel
-from model.assessment import Timeline
+from model.assessment import Anchor, AnchorSource, TimeFrame, Timeline
 from model.timeline import build_timeline
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=48)
+LOOK_BACK = timedelta(days=7)
 LOINC = "http://loinc.org"
 
 # analyte -> (canonical unit, primary LOINC), from the panel
@@ -29,6 +30,7 @@ def result(
     unit: str | None = None,
     source: tuple[float, str] | None = None,
     observation_id: str | None = None,
+    reference_high: float | None = None,
 ) -> Measurement:
     """One panel result `hours_ago` before NOW, in the analyte's canonical unit by default."""
     canonical, code = ANALYTES[analyte]
@@ -44,17 +46,35 @@ def result(
         source_value=source[0] if source else None,
         source_unit=source[1] if source else None,
         observation_id=observation_id or f"obs-{analyte}-{value}-{hours_ago}-{status}",
+        reference_high=reference_high,
     )
+
+
+def frame_at(
+    anchor_hours_ago: float | None = None,
+    *,
+    source: AnchorSource = AnchorSource.PICU_ADMISSION,
+    window: timedelta = WINDOW,
+    look_back: timedelta = LOOK_BACK,
+    current_max_age: timedelta = timedelta(hours=72),
+) -> TimeFrame:
+    """A frame at NOW; without `anchor_hours_ago` the anchor is NOW − window (assessment time)."""
+    if anchor_hours_ago is None:
+        anchor = Anchor(NOW - window, AnchorSource.ASSESSMENT_TIME)
+    else:
+        anchor = Anchor(NOW - timedelta(hours=anchor_hours_ago), source)
+    return TimeFrame(NOW, anchor, window, look_back, current_max_age)
 
 
 def timeline_of(
     *measurements: Measurement,
     exclusions: tuple[Exclusion, ...] = (),
     window: timedelta = WINDOW,
+    frame: TimeFrame | None = None,
 ) -> Timeline:
-    """A timeline at NOW built the production way from the given results."""
+    """A timeline at NOW built the production way (anchor NOW − window unless `frame` says)."""
     extraction = Extraction(measurements=measurements, exclusions=exclusions)
-    return build_timeline(extraction, now=NOW, window=window)
+    return build_timeline(extraction, frame or frame_at(window=window))
 
 
 def panel_values(**values: float) -> tuple[Measurement, ...]:

@@ -10,7 +10,7 @@ from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel, load_panel
 from model.assessment import Timeline
 from model.synth import Cohort, generate_cohort
-from model.timeline import build_timeline
+from model.timeline import build_recent_timeline
 
 LARGE_N = 3000
 ONSET_WINDOW = timedelta(hours=48)
@@ -41,7 +41,7 @@ def onset_timelines(large_cohort: Cohort, panel: Panel) -> dict[str, Timeline]:
     for row in large_cohort.outcomes:
         extraction = extract(by_patient[row.patient_id], panel, patient_id=row.patient_id)
         onset = datetime.fromisoformat(row.onset_time)
-        timelines[row.patient_id] = build_timeline(
+        timelines[row.patient_id] = build_recent_timeline(
             extraction, now=onset + ONSET_WINDOW, window=ONSET_WINDOW
         )
     return timelines

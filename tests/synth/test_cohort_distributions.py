@@ -82,7 +82,7 @@ def _baselines(
     cohort: Cohort, timelines: dict[str, Timeline], analyte: str, group: str
 ) -> list[float]:
     return [
-        timelines[row.patient_id].series[analyte].baseline.value
+        timelines[row.patient_id].series[analyte].first.value
         for row in _rows(cohort, group)
         if analyte in timelines[row.patient_id].series
     ]
@@ -128,7 +128,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 def _paired_baselines(timelines: dict[str, Timeline], first: str, second: str) -> np.ndarray:
     return np.array(
         [
-            (t.series[first].baseline.value, t.series[second].baseline.value)
+            (t.series[first].first.value, t.series[second].first.value)
             for t in timelines.values()
             if first in t.series and second in t.series
         ]

@@ -13,7 +13,7 @@ from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel, load_panel
 from model.assessment import Timeline
 from model.synth import SCENARIO_KINDS, SYNTHETIC_TAGS, scenario_patient
-from model.timeline import build_timeline
+from model.timeline import build_recent_timeline
 
 NOW = datetime(2026, 3, 10, 14, 30, tzinfo=timezone(timedelta(hours=-4)))
 WINDOW = timedelta(hours=48)
@@ -26,7 +26,7 @@ def _timeline(kind: str, panel: Panel, now: datetime = NOW) -> Timeline:
     observations = [r for r in resources if r["resourceType"] == "Observation"]
     extraction = extract(observations, panel, patient_id=f"demo-{kind}")
     assert not extraction.exclusions
-    return build_timeline(extraction, now=now, window=WINDOW)
+    return build_recent_timeline(extraction, now=now, window=WINDOW)
 
 
 def _latest(timeline: Timeline, analyte: str) -> float:
@@ -56,7 +56,7 @@ def test_quiescent_scenario_has_every_tier_one_and_ifng_axis_marker_normal(panel
 def test_missing_panel_scenario_has_only_crp_and_platelets(panel: Panel) -> None:
     timeline = _timeline("missing-panel", panel)
     assert set(timeline.series) == {"crp", "platelets"}
-    assert not timeline.stale
+    assert not timeline.older
 
 
 def test_resolving_scenario_falls_to_normal_inside_the_window(panel: Panel) -> None:
@@ -79,7 +79,7 @@ def test_resolving_scenario_was_hyperinflammatory_three_days_ago(panel: Panel) -
 def _timeline_over(kind: str, panel: Panel, window: timedelta) -> Timeline:
     resources = scenario_patient(kind, f"demo-{kind}", now=NOW)
     observations = [r for r in resources if r["resourceType"] == "Observation"]
-    return build_timeline(extract(observations, panel), now=NOW, window=window)
+    return build_recent_timeline(extract(observations, panel), now=NOW, window=window)
 
 
 @pytest.mark.parametrize("kind", SCENARIO_KINDS)
