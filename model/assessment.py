@@ -9,11 +9,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from fhir_mappings.measurement import Exclusion, Measurement
+from fhir_mappings.measurement import Measurement
+from model.states import Persistence, SampleState
+from model.timeframe import (  # re-exported: the scoring contract in one place
+    Anchor,
+    AnchorSource,
+    MarkerSeries,
+    Phase,
+    TimeFrame,
+    Timeline,
+    assessment_time_frame,
+)
+
+__all__ = [
+    "Anchor",
+    "AnchorSource",
+    "Assessment",
+    "DecisionKind",
+    "Endotype",
+    "Evidence",
+    "MarkerSeries",
+    "Pathway",
+    "Phase",
+    "Scorer",
+    "ScorerInfo",
+    "TimeFrame",
+    "Timeline",
+    "assessment_time_frame",
+]
 
 
 class Pathway(StrEnum):
@@ -29,154 +55,6 @@ class Endotype(StrEnum):
     UNDETERMINED = "undetermined"
 
 
-class Phase(StrEnum):
-    """Where a result lies relative to the time anchor."""
-
-    PRE_ANCHOR = "pre-anchor"  # in the look-back before the anchor: context and persistence only
-    EARLY = "early"  # the early window [anchor, anchor + window]: baseline and model features
-    LATER = "later"  # after the early window: still counts for the current state
-
-
-class AnchorSource(StrEnum):
-    """What the time anchor (onset of organ dysfunction, or its stand-in) was taken from."""
-
-    CONDITION = "condition"
-    PHOENIX = "phoenix"
-    PICU_ADMISSION = "picu-admission"
-    ENCOUNTER_START = "encounter-start"
-    ASSESSMENT_TIME = "assessment-time"  # nothing found: now − window
-
-
-@dataclass(frozen=True, slots=True)
-class Anchor:
-    """The moment the early window opens, and where it was taken from."""
-
-    time: datetime
-    source: AnchorSource
-    detail: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class TimeFrame:
-    """The assessment moment, the anchor and the spans that place each result in a phase."""
-
-    now: datetime
-    anchor: Anchor
-    window: timedelta = timedelta(hours=48)
-    look_back: timedelta = timedelta(days=7)
-    current_max_age: timedelta = timedelta(hours=72)
-
-    def __post_init__(self) -> None:
-        """Refuse naive times and non-positive spans, which would silently misplace results."""
-        for moment in (self.now, self.anchor.time):
-            if moment.tzinfo is None or moment.utcoffset() is None:
-                raise ValueError("now and the anchor time must be timezone-aware")
-        if min(self.window, self.current_max_age) <= timedelta(0):
-            raise ValueError("window and current_max_age must be positive")
-        if self.look_back < timedelta(0):
-            raise ValueError("look_back must not be negative")
-        if self.anchor.time > self.now:
-            raise ValueError("the anchor must not be after now")
-
-    @property
-    def early_end(self) -> datetime:
-        """When the early window closes."""
-        return self.anchor.time + self.window
-
-    @property
-    def look_back_start(self) -> datetime:
-        """The oldest moment a counted result may have and still be used."""
-        return self.anchor.time - self.look_back
-
-    @property
-    def since_anchor(self) -> timedelta:
-        """How long ago the anchor was."""
-        return self.now - self.anchor.time
-
-    @property
-    def in_early_window(self) -> bool:
-        """True while now is within the early window."""
-        return self.now <= self.early_end
-
-    def phase(self, moment: datetime) -> Phase:
-        """The phase of a moment at or after the look-back start."""
-        if moment < self.anchor.time:
-            return Phase.PRE_ANCHOR
-        return Phase.EARLY if moment <= self.early_end else Phase.LATER
-
-
-def assessment_time_frame(now: datetime, window: timedelta, **spans: timedelta) -> TimeFrame:
-    """A frame whose anchor is now − window: used when no onset or admission time is known."""
-    anchor = Anchor(now - window, AnchorSource.ASSESSMENT_TIME, "no onset or admission time found")
-    return TimeFrame(now=now, anchor=anchor, window=window, **spans)
-
-
-@dataclass(frozen=True, slots=True)
-class MarkerSeries:
-    """All counted results of one analyte from the look-back start on, oldest first."""
-
-    analyte: str
-    values: tuple[Measurement, ...]
-    phases: tuple[Phase, ...]  # one per value
-
-    def __post_init__(self) -> None:
-        """A series has exactly one phase per value."""
-        if len(self.phases) != len(self.values):
-            raise ValueError("a MarkerSeries needs one phase per value")
-
-    @property
-    def first(self) -> Measurement:
-        """The oldest result."""
-        return self.values[0]
-
-    @property
-    def latest(self) -> Measurement:
-        """The most recent result."""
-        return self.values[-1]
-
-    def in_phase(self, *phases: Phase) -> tuple[Measurement, ...]:
-        """The results in any of the given phases, oldest first."""
-        return tuple(v for v, p in zip(self.values, self.phases, strict=True) if p in phases)
-
-    @property
-    def baseline(self) -> Measurement | None:
-        """The first result in the early window; never a pre-anchor one."""
-        early = self.in_phase(Phase.EARLY)
-        return early[0] if early else None
-
-    @property
-    def since_anchor(self) -> tuple[Measurement, ...]:
-        """The results at or after the anchor."""
-        return self.in_phase(Phase.EARLY, Phase.LATER)
-
-
-@dataclass(frozen=True, slots=True)
-class Timeline:
-    """A patient's panel results placed on one time frame."""
-
-    frame: TimeFrame
-    series: Mapping[str, MarkerSeries]  # analyte -> counted results from the look-back start
-    # latest counted result of an analyte whose every result is older than the look-back
-    older: Mapping[str, Measurement] = field(default_factory=dict)
-    preliminary: tuple[Measurement, ...] = ()  # shown as preliminary, never scored
-    exclusions: tuple[Exclusion, ...] = ()
-
-    @property
-    def now(self) -> datetime:
-        """The assessment moment."""
-        return self.frame.now
-
-    @property
-    def window(self) -> timedelta:
-        """The early window's length."""
-        return self.frame.window
-
-    @property
-    def anchor(self) -> Anchor:
-        """The time anchor."""
-        return self.frame.anchor
-
-
 @dataclass(frozen=True, slots=True)
 class Evidence:
     """One rule or model term, whether it fired, and where its threshold comes from."""
@@ -188,6 +66,9 @@ class Evidence:
     citation: str = ""
     citation_url: str = ""
     note: str = ""  # e.g. "adult threshold", "reported only"
+    short: str = ""  # short source name for cards, e.g. "Fan 2023"
+    label: str = ""  # short name for cards, e.g. "ferritin > 500"
+    values: str = ""  # what was compared, when more than one value, e.g. "3,000 → 4,800 ng/mL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +80,29 @@ class ScorerInfo:
     content_hash: str | None = None  # sha256 of the rule or model file
     synthetic_training_data: bool = False
     url: str | None = None  # where the rule set or model card is described
+
+
+class DecisionKind(StrEnum):
+    """The branch of the shared pathway decision that gave the answer."""
+
+    HIGH = "high"  # the current sample is IL-6/IFN-γ high: biomarker-guided
+    DISCORDANT = "discordant"  # one axis markedly raised, the other not: insufficient
+    NOT_HIGH = "not-high"  # neither high nor discordant, every input present: standard
+    MISSING_INPUTS = "missing-inputs"  # not high, but a required input is missing
+    UNPAIRED_MARKED = "unpaired-marked"  # a later axis result marked, its partner unmeasured
+    STALE = "stale"  # the latest assessable sample is older than current_max_age
+    PRE_ANCHOR_ONLY = "pre-anchor-only"  # assessable samples only before the anchor
+    NO_SAMPLE = "no-sample"  # no assessable IL-6/IFN-γ-axis sample at all
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything that turns a timeline into an assessment. Rules and models both implement it."""
+
+    @property
+    def info(self) -> ScorerInfo: ...
+
+    def assess(self, timeline: Timeline) -> Assessment: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,13 +121,13 @@ class Assessment:
     class_probabilities: Mapping[str, float] | None = None
     contributions: tuple[tuple[str, float], ...] = ()  # model only: (analyte, signed weight)
     limitations: tuple[str, ...] = ()
-
-
-@runtime_checkable
-class Scorer(Protocol):
-    """Anything that turns a timeline into an assessment. Rules and models both implement it."""
-
-    @property
-    def info(self) -> ScorerInfo: ...
-
-    def assess(self, timeline: Timeline) -> Assessment: ...
+    # --- rules v2 and the shared decision (empty for scorer v1) ---
+    kind: DecisionKind | None = None  # which branch of the decision answered
+    frame: TimeFrame | None = None
+    current: SampleState | None = None  # the state at the latest assessable sample
+    persistence: Persistence | None = None
+    findings: tuple[Evidence, ...] = ()  # ferritin, CRP, cell-count and kinetic findings
+    current_values: Mapping[str, Measurement] = field(default_factory=dict)
+    unmet: tuple[str, ...] = ()  # required inputs the decision lacked, as labels
+    axis_analytes: tuple[str, ...] = ()  # analytes of the IL-6 and IFN-γ axes
+    model_note: str = ""  # model only: how the model's output was used

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -41,11 +39,10 @@ from model.assessment import (
     ScorerInfo,
     Timeline,
 )
+from model.comparison import Operator, satisfies
 from model.timeline import last_window
 
 RULES_PATH = Path(__file__).with_name("rules_v1.toml")
-
-Operator = Literal[">=", ">", "<=", "<"]
 
 
 class Role(StrEnum):
@@ -154,49 +151,24 @@ class RuleSet(_Frozen):
 
 # --- comparing one result with one threshold -------------------------------------------------
 
-_Interval = tuple[float, bool, float, bool]  # low, low closed, high, high closed
-
-
-def _interval(value: float, comparator: str | None) -> _Interval | None:
-    """The set of true values a reported value with its comparator allows; None if unknown."""
-    if math.isnan(value):
-        return None
-    intervals: dict[str | None, _Interval] = {
-        None: (value, True, value, True),
-        "<": (-math.inf, False, value, False),
-        "<=": (-math.inf, False, value, True),
-        ">": (value, False, math.inf, False),
-        ">=": (value, True, math.inf, False),
-    }
-    return intervals.get(comparator)
-
-
-def _at_least(interval: _Interval, threshold: float, inclusive: bool) -> bool | None:
-    """Whether every (True), no (False) or only some (None) values lie above the threshold."""
-    low, low_closed, high, high_closed = interval
-    if low > threshold or (low == threshold and (inclusive or not low_closed)):
-        return True
-    if high < threshold or (high == threshold and not (inclusive and high_closed)):
-        return False
-    return None
-
 
 def compare(measurement: Measurement, criterion: Criterion) -> bool | None:
     """Whether a result satisfies a criterion; None when units differ or it cannot be decided."""
-    interval = _interval(measurement.value, measurement.comparator)
-    if interval is None or measurement.unit != criterion.unit:
+    if measurement.unit != criterion.unit:
         return None
-    if criterion.operator in (">=", ">"):
-        return _at_least(interval, criterion.threshold, criterion.operator == ">=")
-    above = _at_least(interval, criterion.threshold, criterion.operator == "<")
-    return None if above is None else not above
+    return satisfies(measurement, criterion.operator, criterion.threshold)
 
 
 def evaluate(rule: Rule, latest: Mapping[str, Measurement]) -> bool | None:
     """All criteria of a rule, in three-valued logic: any False → False, any None → None."""
-    results = [
-        compare(latest[c.analyte], c) if c.analyte in latest else None for c in rule.criteria
-    ]
+    return evaluate_criteria(rule.criteria, latest)
+
+
+def evaluate_criteria(
+    criteria: Iterable[Criterion], latest: Mapping[str, Measurement]
+) -> bool | None:
+    """All criteria, each on its analyte's result: any False → False, any None → None."""
+    results = [compare(latest[c.analyte], c) if c.analyte in latest else None for c in criteria]
     if False in results:
         return False
     return None if None in results else True

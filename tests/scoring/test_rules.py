@@ -1,4 +1,4 @@
-"""Rule scorer v1: each threshold, comparators, every decision branch, trend, rule file."""
+"""Rule scorer v1 (selectable with rules.version = 1): thresholds, comparators, decision, trend."""
 
 from __future__ import annotations
 
