@@ -1,30 +1,27 @@
 """`ModelScorer`: the scikit-learn endotype model behind the same `Scorer` interface as the rules.
 
-The model decides the pathway: biomarker-guided when the calibrated probability of the high-risk
-class reaches the threshold stored with the model, standard otherwise, and insufficient data
-whenever a required tier-1 marker (IL-6, ferritin, CRP) has no counted result in the window.
-The published thresholds that are met come from the rule scorer's own evaluation, so the card
-shows them next to the model output without a second copy of any threshold.
+The model scores only the window it was trained on: its features are the latest value per
+analyte in the early window [anchor, anchor + window]. Its class (probability of the high-risk
+class at or above the threshold stored with the model: high; otherwise not-high with its class
+label) stands for the state at the latest early-window sample; samples after the window are
+judged by the rules v2 per-sample states. If the early window lacks a required input (IL-6,
+ferritin, CRP), the model result is "not available" and the rules' states decide. Either way the
+pathway comes from the shared decision (`model.decision`), exactly as for the rule scorer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from fhir_mappings.panel import load_panel
-from model.assessment import (
-    Assessment,
-    Endotype,
-    Evidence,
-    Pathway,
-    Scorer,
-    ScorerInfo,
-    Timeline,
-)
+from model.assessment import Assessment, Endotype, Evidence, Phase, ScorerInfo, Timeline
 from model.features import feature_row, missing_analytes
+from model.limits import RuleSettings
+from model.persistence import current_sample
 from model.pipeline import (
     EndotypeModel,
     class_coefficients,
@@ -33,10 +30,16 @@ from model.pipeline import (
     standardised_inputs,
     transformed_names,
 )
-from model.rules import load_rule_scorer, packaged_rule_set
+from model.rules import packaged_rule_set
+from model.rules_scorer import RulesV2Scorer, load_rules_v2_scorer
+from model.states import SampleLevel, SampleState
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.skops")
 TOP_CONTRIBUTIONS = 5
+MODEL = "model"
+MODEL_WINDOW_NOTE = (
+    "The model scores the onset window only; later results judged against rules v2 thresholds."
+)
 SYNTHETIC_NOTICE = "Model trained on SYNTHETIC data: a demonstration, not for clinical use."
 MODEL_LIMITATIONS: tuple[str, ...] = (
     "Not externally validated; not validated at this institution.",
@@ -46,11 +49,23 @@ MODEL_LIMITATIONS: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class ModelResult:
+    """The model's output on the early window."""
+
+    probability: float  # of the high-risk class
+    by_class: dict[str, float]
+    flagged: bool  # probability at or above the model's threshold
+    endotype: Endotype  # the high-risk class when flagged, else the likeliest other class
+    row: np.ndarray
+    missing: tuple[str, ...]  # inputs filled by the model's missing-value handling
+
+
 class ModelScorer:
-    """Scores a timeline with a calibrated endotype model; implements `Scorer`."""
+    """Scores the early window with a calibrated endotype model; implements `Scorer`."""
 
     def __init__(
-        self, model: EndotypeModel, rules: Scorer, labels: Mapping[str, str] | None = None
+        self, model: EndotypeModel, rules: RulesV2Scorer, labels: Mapping[str, str] | None = None
     ) -> None:
         self.model = model
         self._rules = rules
@@ -69,34 +84,45 @@ class ModelScorer:
         """Model id, version, content hash and whether it was trained on synthetic data."""
         return self._info
 
+    @property
+    def rules(self) -> RulesV2Scorer:
+        """The rule scorer whose per-sample states judge the samples after the early window."""
+        return self._rules
+
     def assess(self, timeline: Timeline) -> Assessment:
-        """Score one timeline; never reassures when a required marker is missing."""
-        analytes = self.model.analytes
-        missing = missing_analytes(timeline, analytes)
-        rule_evidence = self._rules.assess(timeline).evidence
-        used = {a: timeline.series[a] for a in analytes if a not in missing}
-        absent_required = tuple(a for a in self._required if a in missing)
-        if absent_required:
-            return self._insufficient(used, missing, rule_evidence, absent_required)
-        row = feature_row(timeline, analytes)
+        """The model's class for the early window, the rules' states after it, one decision."""
+        result = self.score_early_window(timeline)
+        samples = self._rules.states(timeline)
+        if result is not None:
+            samples = _with_model_state(samples, result)
+        current = current_sample(samples)
+        model_decides = current is not None and current.judged_by == MODEL
+        endotype = result.endotype if result and model_decides and not result.flagged else None
+        assessment = self._rules.conclude(timeline, samples, not_high_endotype=endotype)
+        return replace(
+            assessment,
+            scorer=self._info,
+            evidence=(*assessment.evidence, self._model_evidence(result)),
+            reasons=(*assessment.reasons, *self._reasons(result)),
+            probability=result.probability if result else None,
+            class_probabilities=result.by_class if result else None,
+            contributions=self.contributions(result.row, result.missing) if result else (),
+            limitations=(*self._limitations(), *assessment.limitations),
+            model_note=self._note(timeline, result),
+        )
+
+    def score_early_window(self, timeline: Timeline) -> ModelResult | None:
+        """The model's output on the early window, or None when a required input is absent."""
+        missing = missing_analytes(timeline, self.model.analytes)
+        if any(a in missing for a in self._required):
+            return None
+        row = feature_row(timeline, self.model.analytes)
         probabilities = self._probabilities(row)
         by_class = {name: float(p) for name, p in zip(self._classes, probabilities, strict=True)}
         high = by_class[self.model.high_risk_class]
         flagged = high >= self.model.threshold
-        return Assessment(
-            pathway=Pathway.BIOMARKER_GUIDED if flagged else Pathway.STANDARD,
-            endotype=_endotype(by_class, self.model.high_risk_class, flagged),
-            scorer=self._info,
-            evidence=(*rule_evidence, self._model_evidence(flagged, tuple(used))),
-            used=used,
-            missing=missing,
-            required=self._required,
-            reasons=self._reasons(high, flagged, missing),
-            probability=high,
-            class_probabilities=by_class,
-            contributions=self.contributions(row, missing),
-            limitations=self._limitations(),
-        )
+        endotype = _endotype(by_class, self.model.high_risk_class, flagged)
+        return ModelResult(high, by_class, flagged, endotype, row, missing)
 
     def _probabilities(self, row: np.ndarray) -> np.ndarray:
         rows = row[np.newaxis, :]
@@ -123,57 +149,52 @@ class ModelScorer:
         ranked = sorted(terms.items(), key=lambda item: (-abs(item[1]), item[0]))
         return tuple((name, round(weight, 4)) for name, weight in ranked[:TOP_CONTRIBUTIONS])
 
-    def _insufficient(
-        self,
-        used: dict,
-        missing: tuple[str, ...],
-        rule_evidence: tuple[Evidence, ...],
-        absent_required: tuple[str, ...],
-    ) -> Assessment:
-        reason = (
-            f"No counted result in the window for {self._names_of(absent_required)}: "
-            f"the model gives no result without {self._names_of(self._required)}."
-        )
-        return Assessment(
-            pathway=Pathway.INSUFFICIENT_DATA,
-            endotype=Endotype.UNDETERMINED,
-            scorer=self._info,
-            evidence=(*rule_evidence, self._model_evidence(None, tuple(used))),
-            used=used,
-            missing=missing,
-            required=self._required,
-            reasons=(reason,),
-            limitations=self._limitations(),
-        )
-
-    def _model_evidence(self, met: bool | None, analytes: tuple[str, ...]) -> Evidence:
+    def _model_evidence(self, result: ModelResult | None) -> Evidence:
         meta = self.model.metadata
         return Evidence(
             id="model-high-risk-probability",
             description=(
                 f"Model probability of {self.model.high_risk_class} >= "
-                f"{self.model.threshold:.2f} ({meta['model_id']} {meta['version']})"
+                f"{self.model.threshold:.2f} ({meta['model_id']} {meta['version']}), "
+                "early window only"
             ),
-            met=met,
-            analytes=analytes,
+            met=result.flagged if result else None,
+            analytes=tuple(a for a in self.model.analytes if result and a not in result.missing),
             citation=f"Threshold chosen by {meta['threshold_criterion']}",
             note=SYNTHETIC_NOTICE if self._info.synthetic_training_data else "",
         )
 
-    def _reasons(self, high: float, flagged: bool, missing: tuple[str, ...]) -> tuple[str, ...]:
-        relation = "at or above" if flagged else "below"
-        reasons = [
-            f"Model probability of the high-risk IL-6/IFN-γ endotype {high:.2f} is {relation} "
-            f"the threshold {self.model.threshold:.2f} chosen on validation data."
-        ]
-        if missing:
-            reasons.append(
-                f"Not available, so filled by the model's missing-value handling (training "
-                f"median plus a missingness indicator): {self._names_of(missing)}."
-            )
+    def _reasons(self, result: ModelResult | None) -> tuple[str, ...]:
+        if result is None:
+            reasons = [
+                f"Model not available: the early window lacks "
+                f"{self._names_of(self._required)}; the rules v2 states decide."
+            ]
+        else:
+            relation = "at or above" if result.flagged else "below"
+            reasons = [
+                f"Model probability of the high-risk IL-6/IFN-γ endotype {result.probability:.2f} "
+                f"is {relation} the threshold {self.model.threshold:.2f} (early window)."
+            ]
+            if result.missing:
+                reasons.append(
+                    "Not available in the early window, so filled by the model's missing-value "
+                    "handling (training median plus a missingness indicator): "
+                    f"{self._names_of(result.missing)}."
+                )
         if self._info.synthetic_training_data:
             reasons.append(SYNTHETIC_NOTICE)
         return tuple(reasons)
+
+    def _note(self, timeline: Timeline, result: ModelResult | None) -> str:
+        """How the model's output was used, for the card."""
+        if result is None:
+            absent = [a for a in self._required if a in missing_analytes(timeline, self._required)]
+            return (
+                f"Model not available: no {self._names_of(absent)} in the onset window; "
+                "judged against rules v2 thresholds."
+            )
+        return MODEL_WINDOW_NOTE
 
     def _names_of(self, analytes: Sequence[str]) -> str:
         return ", ".join(self._labels.get(analyte, analyte) for analyte in analytes)
@@ -181,6 +202,19 @@ class ModelScorer:
     def _limitations(self) -> tuple[str, ...]:
         extra = (SYNTHETIC_NOTICE,) if self._info.synthetic_training_data else ()
         return (*extra, *MODEL_LIMITATIONS)
+
+
+def _with_model_state(
+    samples: Sequence[SampleState], result: ModelResult
+) -> tuple[SampleState, ...]:
+    """The samples with the model's class standing for the latest early-window sample."""
+    early = [i for i, s in enumerate(samples) if s.phase is Phase.EARLY]
+    if not early:
+        return tuple(samples)
+    index = early[-1]
+    level = SampleLevel.HIGH if result.flagged else SampleLevel.NOT_HIGH
+    replaced = replace(samples[index], level=level, judged_by=MODEL)
+    return (*samples[:index], replaced, *samples[index + 1 :])
 
 
 def _endotype(by_class: dict[str, float], high_risk: str, flagged: bool) -> Endotype:
@@ -206,9 +240,11 @@ def _scorer_info(model: EndotypeModel) -> ScorerInfo:
     )
 
 
-def load_model_scorer(path: Path | None = None) -> ModelScorer:
-    """Load a site's model file (or the packaged default) with the rule scorer beside it."""
+def load_model_scorer(
+    path: Path | None = None, rule_settings: RuleSettings | None = None
+) -> ModelScorer:
+    """Load a site's model file (or the packaged default) with rules v2 beside it."""
     panel = load_panel()
     labels = {key: analyte.display for key, analyte in panel.analytes.items()}
-    rules = load_rule_scorer(panel=panel)
+    rules = load_rules_v2_scorer(rule_settings)
     return ModelScorer(load_model(path or DEFAULT_MODEL_PATH), rules, labels)

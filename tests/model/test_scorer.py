@@ -1,4 +1,4 @@
-"""ModelScorer: the model behind the Scorer interface, never reassuring on missing data."""
+"""ModelScorer: the model on the early window, behind the Scorer interface, rules v2 after it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from fhir_mappings.panel import load_panel
 from model.assessment import Endotype, Pathway, Scorer
 from model.pipeline import EndotypeModel, sha256_of
-from model.rules import load_rule_scorer
+from model.rules_scorer import load_rules_v2_scorer
 from model.scorer import DEFAULT_MODEL_PATH, SYNTHETIC_NOTICE, ModelScorer, load_model_scorer
 
 HIGH = {
@@ -52,17 +52,18 @@ def test_default_scorer_is_a_scorer_labelled_synthetic(scorer):
 
 
 @pytest.mark.parametrize("absent", ["il6", "ferritin", "crp"])
-def test_missing_required_marker_gives_insufficient_data_without_probability(
+def test_without_a_required_input_the_model_is_not_available_and_the_rules_decide(
     scorer, make_timeline, absent
 ):
     values = {k: v for k, v in HIGH.items() if k != absent}
-    assessment = scorer.assess(make_timeline(values))
-    assert assessment.pathway is Pathway.INSUFFICIENT_DATA
-    assert assessment.endotype is Endotype.UNDETERMINED
-    assert assessment.probability is None
+    timeline = make_timeline(values)
+    assessment = scorer.assess(timeline)
+    by_rules = load_rules_v2_scorer().assess(timeline)
+    assert assessment.probability is None and assessment.class_probabilities is None
+    assert (assessment.pathway, assessment.endotype) == (by_rules.pathway, by_rules.endotype)
     assert absent in assessment.missing
     display = load_panel().analytes[absent].display
-    assert assessment.reasons[0].startswith(f"No counted result in the window for {display}:")
+    assert assessment.model_note.startswith(f"Model not available: no {display}")
 
 
 def test_required_marker_only_stale_gives_insufficient_data(scorer, make_timeline):
@@ -94,9 +95,9 @@ def test_class_probabilities_cover_every_class_and_sum_to_one(scorer, make_timel
     assert assessment.probability == high
 
 
-def test_evidence_carries_the_rule_scorers_published_thresholds(scorer, make_timeline):
+def test_evidence_carries_the_rules_v2_findings(scorer, make_timeline):
     timeline = make_timeline(HIGH)
-    rule_evidence = load_rule_scorer().assess(timeline).evidence
+    rule_evidence = load_rules_v2_scorer().assess(timeline).evidence
     evidence = scorer.assess(timeline).evidence
     assert evidence[: len(rule_evidence)] == rule_evidence
     model_line = evidence[-1]
@@ -119,12 +120,12 @@ def test_contributions_are_observed_markers_ranked_by_magnitude(scorer, make_tim
 def test_used_holds_only_observed_model_markers(scorer, make_timeline):
     assessment = scorer.assess(make_timeline({"il6": 10.0, "ferritin": 100.0, "crp": 10.0}))
     assert set(assessment.used) == {"il6", "ferritin", "crp"}
-    assert assessment.required == ("il6", "ferritin", "crp")
+    assert assessment.required == ("il6", "ifng", "cxcl9", "ferritin", "crp")
 
 
 def test_site_model_on_real_data_carries_no_synthetic_notice(scorer, make_timeline):
     metadata = {**scorer.model.metadata, "synthetic_training_data": False}
-    site = ModelScorer(EndotypeModel(scorer.model.estimator, metadata), load_rule_scorer())
+    site = ModelScorer(EndotypeModel(scorer.model.estimator, metadata), load_rules_v2_scorer())
     assessment = site.assess(make_timeline(HIGH))
     assert site.info.synthetic_training_data is False
     assert SYNTHETIC_NOTICE not in assessment.reasons
@@ -162,3 +163,56 @@ def test_markers_filled_by_missing_value_handling_are_named(scorer, make_timelin
 def test_complete_panel_names_no_filled_markers(scorer, make_timeline):
     reasons = scorer.assess(make_timeline(LOW)).reasons
     assert not any("missing-value handling" in line for line in reasons)
+
+
+# --- the early window and the shared decision -------------------------------------------------
+
+
+def onset_draw(hours_ago: float, values: dict[str, float]):
+    from tests.scoring.children import draw
+
+    return draw(hours_ago, **values)
+
+
+def test_features_come_from_the_early_window_only(scorer):
+    from model.features import feature_row
+    from tests.scoring.factories import frame_at, timeline_of
+
+    early = onset_draw(60, LOW)  # anchor 70 h ago: early window 70 → 22 h ago
+    later = onset_draw(2, HIGH)
+    timeline = timeline_of(*early, *later, frame=frame_at(70))
+    row = feature_row(timeline, scorer.model.analytes)
+    assert list(row) == [LOW[a] for a in scorer.model.analytes]
+
+
+def test_the_models_class_stands_for_the_latest_early_sample_and_rules_judge_later_ones(scorer):
+    from tests.scoring.factories import frame_at, timeline_of
+
+    early, later = onset_draw(60, HIGH), onset_draw(2, LOW)
+    assessment = scorer.assess(timeline_of(*early, *later, frame=frame_at(70)))
+    judged = [(s.phase.value, s.level.value, s.judged_by) for s in assessment.persistence.samples]
+    assert judged == [("early", "high", "model"), ("later", "not-high", "rules")]
+    assert assessment.pathway is Pathway.STANDARD
+    assert assessment.persistence.state.value == "resolving"
+    assert assessment.model_note.startswith("The model scores the onset window only")
+
+
+def test_when_the_model_decides_not_high_its_class_is_the_endotype(scorer):
+    from tests.scoring.factories import frame_at, timeline_of
+
+    assessment = scorer.assess(timeline_of(*onset_draw(5, LOW), frame=frame_at(20)))
+    assert assessment.current.judged_by == "model"
+    assert assessment.pathway is Pathway.STANDARD
+    assert assessment.endotype is max(
+        (Endotype.QUIESCENT, Endotype.INTERMEDIATE),
+        key=lambda e: assessment.class_probabilities[e.value],
+    )
+
+
+def test_results_only_after_the_early_window_leave_the_model_unavailable(scorer):
+    from tests.scoring.factories import frame_at, timeline_of
+
+    assessment = scorer.assess(timeline_of(*onset_draw(2, HIGH), frame=frame_at(70)))
+    assert assessment.probability is None
+    assert assessment.pathway is Pathway.BIOMARKER_GUIDED  # the rules' states decide
+    assert assessment.current.judged_by == "rules"
