@@ -75,14 +75,18 @@ def open_audit_trail(settings: Settings, database: Database) -> AuditTrail | Non
 
 
 def load_scorer(settings: Settings) -> Scorer:
-    """The scorer the settings choose: the v1 rules, or the scikit-learn model."""
+    """The scorer the settings choose: rules v2 (default), rules v1, or the scikit-learn model."""
     if settings.scorer == "model":
         from model.scorer import load_model_scorer
 
-        return load_model_scorer(settings.model_path)
-    from model.rules import load_rule_scorer
+        return load_model_scorer(settings.model_path, settings.rules)
+    if settings.rules.version == 1:
+        from model.rules import load_rule_scorer
 
-    return load_rule_scorer()
+        return load_rule_scorer()
+    from model.rules_scorer import load_rules_v2_scorer
+
+    return load_rules_v2_scorer(settings.rules)
 
 
 def warm_up_units(panel: Panel) -> None:

@@ -13,6 +13,7 @@ import contextvars
 import os
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -31,6 +32,7 @@ from pydantic_settings import (
 )
 
 from fhir_mappings.config import FhirSettings, LocalCode
+from model.limits import RuleSettings
 
 __all__ = [
     "CONFIG_FILE_ENV",
@@ -153,14 +155,17 @@ class Settings(BaseSettings):
     # --- data ---
     fhir: FhirSettings = Field(default_factory=FhirSettings)
     local_codes: list[LocalCode] = Field(default_factory=list)
-    window_hours: float = Field(48.0, gt=0)
+    window_hours: float = Field(48.0, gt=0)  # the early window after the anchor
+    current_max_age_hours: float = Field(72.0, gt=0)  # older current state: insufficient data
     max_age_years: float | None = Field(18.0, gt=0)  # "none": no age gate
 
     # --- decision and cards ---
     scorer: Literal["rules", "model"] = "rules"
+    rules: RuleSettings = Field(default_factory=RuleSettings)  # version 2 (default) or 1
     model_path: Path | None = None  # a site's own skops model; default: the packaged model
     indicator: Literal["info", "warning", "critical"] = "info"
     pathways: PathwaySettings = Field(default_factory=PathwaySettings)
+    time_zone: str = "UTC"  # IANA name; card times are shown in it
 
     @field_validator("max_age_years", mode="before")
     @classmethod
@@ -168,6 +173,16 @@ class Settings(BaseSettings):
         """TOML and the environment have no null: the word "none" switches the age gate off."""
         if isinstance(value, str) and value.strip().lower() == "none":
             return None
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        """An IANA time zone name this machine knows (tzdata)."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
 
     @field_validator("public_base_url")
