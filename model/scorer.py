@@ -20,7 +20,6 @@ import numpy as np
 from fhir_mappings.panel import load_panel
 from model.assessment import Assessment, Endotype, Evidence, Phase, ScorerInfo, Timeline
 from model.features import feature_row, missing_analytes
-from model.limits import RuleSettings
 from model.persistence import current_sample
 from model.pipeline import (
     EndotypeModel,
@@ -30,6 +29,7 @@ from model.pipeline import (
     standardised_inputs,
     transformed_names,
 )
+from model.rule_settings import RuleSettings
 from model.rules import packaged_rule_set
 from model.rules_scorer import RulesV2Scorer, load_rules_v2_scorer
 from model.states import SampleLevel, SampleState

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from fhir_mappings.measurement import Exclusion, Measurement
+from model.context import Anchor, AnchorSource  # the anchor is the care context's
 
 
 class Phase(StrEnum):
@@ -22,25 +23,6 @@ class Phase(StrEnum):
     PRE_ANCHOR = "pre-anchor"  # in the look-back before the anchor: context and persistence only
     EARLY = "early"  # the early window [anchor, anchor + window]: baseline and model features
     LATER = "later"  # after the early window: still counts for the current state
-
-
-class AnchorSource(StrEnum):
-    """What the time anchor (onset of organ dysfunction, or its stand-in) was taken from."""
-
-    CONDITION = "condition"
-    PHOENIX = "phoenix"
-    PICU_ADMISSION = "picu-admission"
-    ENCOUNTER_START = "encounter-start"
-    ASSESSMENT_TIME = "assessment-time"  # nothing found: now − window
-
-
-@dataclass(frozen=True, slots=True)
-class Anchor:
-    """The moment the early window opens, and where it was taken from."""
-
-    time: datetime
-    source: AnchorSource
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +76,9 @@ class TimeFrame:
 
 def assessment_time_frame(now: datetime, window: timedelta, **spans: timedelta) -> TimeFrame:
     """A frame whose anchor is now − window: used when no onset or admission time is known."""
-    anchor = Anchor(now - window, AnchorSource.ASSESSMENT_TIME, "no onset or admission time found")
+    hours = round(window.total_seconds() / 3600)
+    detail = f"no onset or admission time found: assessment time minus {hours} h"
+    anchor = Anchor(now - window, AnchorSource.ASSESSMENT_TIME, detail)
     return TimeFrame(now=now, anchor=anchor, window=window, **spans)
 
 

@@ -60,9 +60,9 @@ def frame_at(
 ) -> TimeFrame:
     """A frame at NOW; without `anchor_hours_ago` the anchor is NOW − window (assessment time)."""
     if anchor_hours_ago is None:
-        anchor = Anchor(NOW - window, AnchorSource.ASSESSMENT_TIME)
+        anchor = Anchor(NOW - window, AnchorSource.ASSESSMENT_TIME, "assessment time minus window")
     else:
-        anchor = Anchor(NOW - timedelta(hours=anchor_hours_ago), source)
+        anchor = Anchor(NOW - timedelta(hours=anchor_hours_ago), source, source.value)
     return TimeFrame(NOW, anchor, window, look_back, current_max_age)
 
 

@@ -11,7 +11,7 @@ import pydantic
 import pytest
 
 from model.assessment import DecisionKind, Endotype, Pathway, Scorer
-from model.limits import RuleSettings
+from model.rule_settings import RuleSettings
 from model.rules import RULES_PATH
 from model.rules_scorer import load_rules_v2_scorer
 from model.rules_v2 import RULES_V2_PATH, RuleSetV2, load_rules_v2

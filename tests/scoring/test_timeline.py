@@ -172,18 +172,18 @@ def test_frame_spans_follow_the_anchor():
         ({"window": timedelta(0)}, "positive"),
         ({"current_max_age": timedelta(hours=-1)}, "positive"),
         ({"look_back": timedelta(hours=-1)}, "negative"),
-        ({"anchor": Anchor(NOW + timedelta(minutes=1), AnchorSource.CONDITION)}, "after now"),
+        ({"anchor": Anchor(NOW + timedelta(minutes=1), AnchorSource.CONDITION, "")}, "after now"),
     ],
 )
 def test_frame_refuses_what_would_misplace_results(arguments, message):
-    fields = {"now": NOW, "anchor": Anchor(NOW - WINDOW, AnchorSource.CONDITION)} | arguments
+    fields = {"now": NOW, "anchor": Anchor(NOW - WINDOW, AnchorSource.CONDITION, "")} | arguments
     with pytest.raises(ValueError, match=message):
         TimeFrame(**fields)
 
 
 def test_naive_anchor_is_refused():
     with pytest.raises(ValueError, match="timezone"):
-        TimeFrame(NOW, Anchor(datetime(2026, 11, 24), AnchorSource.CONDITION))
+        TimeFrame(NOW, Anchor(datetime(2026, 11, 24), AnchorSource.CONDITION, ""))
 
 
 def test_frame_in_another_offset_places_results_the_same():
