@@ -179,10 +179,10 @@ def _exclusion(exclusion: Exclusion) -> dict[str, Any]:
 
 
 def _excluded(timeline: Timeline) -> list[dict[str, Any]]:
-    """Results recognised but not used: excluded, stale (older than the window), preliminary."""
+    """Results recognised but not used: excluded, older than the look-back, preliminary."""
     excluded = [_exclusion(exclusion) for exclusion in timeline.exclusions]
     for reason, measurements in (
-        ("stale", timeline.stale.values()),
+        ("older-than-look-back", timeline.older.values()),
         ("preliminary", timeline.preliminary),
     ):
         excluded += [

@@ -13,6 +13,7 @@ from cds_service.errors import UnknownService
 from cds_service.models import Service, Services
 from cds_service.settings import Settings
 from cds_service.state import app_state
+from fhir_mappings.context_templates import context_templates
 from fhir_mappings.panel import Panel
 from fhir_mappings.prefetch import prefetch_templates
 
@@ -52,21 +53,34 @@ def endotype_service(panel: Panel, settings: Settings) -> ServiceDefinition:
         hook=PATIENT_VIEW,
         title="PICU immune endotype",
         description=(
-            "Reads the patient's recent inflammatory biomarker results (IL-6, IFN-gamma, CXCL9, "
-            "ferritin, CRP and others), scores an immune endotype and suggests whether a "
+            "For children in the PICU: reads inflammatory biomarker results (IL-6, IFN-gamma, "
+            "CXCL9, ferritin, CRP and others) from the onset of organ dysfunction on, judges the "
+            "IL-6/IFN-gamma axis sample by sample with its persistence, and suggests whether a "
             "biomarker-guided or the standard pathway may apply, showing every input it used."
         ),
-        prefetch=prefetch_templates(panel, settings.fhir.page_size),
+        prefetch=service_templates(panel, settings),
         usage_requirements=_usage_requirements(settings),
     )
+
+
+def service_templates(panel: Panel, settings: Settings) -> dict[str, str]:
+    """The patient, the panel's Observations, and the care-context searches."""
+    codes = settings.context.onset_condition_codes
+    return {
+        **prefetch_templates(panel, settings.fhir.page_size),
+        **context_templates(panel, codes),
+    }
 
 
 def _usage_requirements(settings: Settings) -> str:
     """What a client must provide, and for whom the service is meant."""
     text = (
-        "Needs read access to Patient and Observation on the client's FHIR server "
+        "Needs read access to Patient, Observation, Encounter, Location and ServiceRequest "
+        "(and Condition when onset codes are configured) on the client's FHIR server "
         "(fhirServer with fhirAuthorization) whenever the prefetch is absent or incomplete."
     )
+    if settings.context.picu_gate:
+        text += " Answers for patients in the PICU only (by location or service type)."
     if settings.max_age_years is not None:
         text += f" Answers for patients under {settings.max_age_years:g} years only."
     return text

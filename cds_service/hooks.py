@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError as DatabaseError
 from cds_service import auth, metrics, silent_mode
 from cds_service.audit import HookCall, HookResult, data_source
 from cds_service.auth import CdsClient, FhirServerNotAllowed
-from cds_service.cards import build_card
+from cds_service.cards import ChartContext, build_card
 from cds_service.discovery import ServiceDefinition, find_service
 from cds_service.errors import (
     CdsError,
@@ -41,12 +41,14 @@ from cds_service.errors import (
 from cds_service.models import HookRequest, HookResponse, PatientViewContext
 from cds_service.settings import Settings
 from cds_service.state import app_state
+from fhir_mappings.encounters import condition_facts, encounter_facts, location_facts, order_facts
 from fhir_mappings.gather import DataUnavailable, FhirAccess, PatientData, gather_patient_data
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel
 from fhir_mappings.patient import age_in_years
 from fhir_mappings.prefetch import MalformedPrefetch
-from model.assessment import Assessment, Scorer, TimeFrame, Timeline, assessment_time_frame
+from model.assessment import Anchor, Assessment, Scorer, TimeFrame, Timeline
+from model.context import CareContext, assess_context
 from model.timeline import build_timeline
 
 logger = logging.getLogger(__name__)
@@ -54,8 +56,8 @@ audit_log = logging.getLogger("picu_endotype.audit")
 
 AGE_GATED = "age-gated"
 AGE_UNKNOWN = (
-    "Patient age unknown (no usable birth date): this service is intended for patients under "
-    "{limit:g} years; confirm the patient's age before relying on this card."
+    "Patient age unknown (no usable birth date); this service is for patients under "
+    "{limit:g} years: confirm the age."
 )
 _READ_CHUNK = 64 * 1024
 
@@ -67,11 +69,12 @@ class HookOutcome:
     """The response to one hook, with what the audit trail needs to know about it."""
 
     response: HookResponse
-    pathway: str  # the pathway, or AGE_GATED
+    pathway: str  # the pathway, AGE_GATED, or the PICU gate's reason for no card
     data: PatientData
     card: Mapping[str, Any] | None = None
     assessment: Assessment | None = None
     timeline: Timeline | None = None
+    care: CareContext | None = None  # the PICU gate and the anchor, when the age gate passed
 
     @property
     def sources(self) -> Mapping[str, str]:
@@ -143,16 +146,16 @@ class HookEngine:
     def respond(
         self, hook_request: HookRequest, context: PatientViewContext, client: CdsClient
     ) -> HookOutcome:
-        """Gather the patient's data, apply the age gate, score and build the card."""
+        """Gather the data, apply the age and PICU gates, score from the anchor, build the card."""
         now = datetime.now(UTC)
         data = self.gather(hook_request, client)
         age = age_in_years(data.patient, now.date())
         if self.above_age_limit(age):
             return HookOutcome(HookResponse(cards=[]), AGE_GATED, data)
-        timeline, assessment = self.assess(data, context, now)
-        if age is None and self.settings.max_age_years is not None:
-            note = AGE_UNKNOWN.format(limit=self.settings.max_age_years)
-            assessment = replace(assessment, limitations=(*assessment.limitations, note))
+        care = self.care_context(data, context, now)
+        if not care.fires or care.anchor is None:
+            return HookOutcome(HookResponse(cards=[]), care.gate.value, data, care=care)
+        timeline, assessment = self.assess(data, context, self.time_frame(now, care.anchor))
         card = build_card(
             assessment,
             timeline,
@@ -160,9 +163,36 @@ class HookEngine:
             settings=self.settings,
             patient_id=context.patientId,
             encounter_id=context.encounterId,
+            chart=self.chart(care, age),
         )
         response = HookResponse.model_validate({"cards": [card]})
-        return HookOutcome(response, assessment.pathway.value, data, card, assessment, timeline)
+        pathway = assessment.pathway.value
+        return HookOutcome(response, pathway, data, card, assessment, timeline, care)
+
+    def care_context(
+        self, data: PatientData, context: PatientViewContext, now: datetime
+    ) -> CareContext:
+        """The PICU gate, the time anchor and the pending orders from the gathered resources."""
+        patient_id = context.patientId
+        requests = data.of_type("ServiceRequest")
+        return assess_context(
+            encounters=encounter_facts(data.of_type("Encounter"), patient_id=patient_id).facts,
+            locations=location_facts(data.of_type("Location")).facts,
+            conditions=condition_facts(data.of_type("Condition"), patient_id=patient_id).facts,
+            orders=order_facts(requests, self.panel, patient_id=patient_id).facts,
+            context_encounter_id=context.encounterId,
+            now=now,
+            settings=self.settings.context,
+            window=timedelta(hours=self.settings.window_hours),
+        )
+
+    def chart(self, care: CareContext, age: float | None) -> ChartContext:
+        """What the card shows beyond the results: PICU stay, encounter, pending orders, notes."""
+        notes: tuple[str, ...] = ()
+        if age is None and self.settings.max_age_years is not None:
+            notes = (AGE_UNKNOWN.format(limit=self.settings.max_age_years),)
+        pending = frozenset(order.analyte for order in care.pending)
+        return ChartContext(care.in_picu, care.encounter, pending, notes)
 
     def above_age_limit(self, age: float | None) -> bool:
         """True when the patient is known to be at or over the configured age limit."""
@@ -170,17 +200,22 @@ class HookEngine:
         return limit is not None and age is not None and age >= limit
 
     def assess(
-        self, data: PatientData, context: PatientViewContext, now: datetime
+        self, data: PatientData, context: PatientViewContext, frame: TimeFrame
     ) -> tuple[Timeline, Assessment]:
-        """Map the Observations, place them on the timeline at `now`, and score it."""
+        """Map the Observations, place them on the timeline's frame, and score it."""
         extraction = extract(data.observations, self.panel, patient_id=context.patientId)
-        timeline = build_timeline(extraction, self.time_frame(now))
+        timeline = build_timeline(extraction, frame)
         return timeline, self.scorer.assess(timeline)
 
-    def time_frame(self, now: datetime) -> TimeFrame:
+    def time_frame(self, now: datetime, anchor: Anchor) -> TimeFrame:
         """The frame of one assessment: the anchor, the early window and the look-back."""
-        window = timedelta(hours=self.settings.window_hours)
-        return assessment_time_frame(now, window)
+        return TimeFrame(
+            now=now,
+            anchor=anchor,
+            window=timedelta(hours=self.settings.window_hours),
+            look_back=self.settings.context.look_back,
+            current_max_age=timedelta(hours=self.settings.current_max_age_hours),
+        )
 
     def gather(self, hook_request: HookRequest, client: CdsClient) -> PatientData:
         """The patient's resources from prefetch and, where allowed, the FHIR server."""
@@ -258,7 +293,10 @@ def _call(
 
 def _record(call: HookCall, outcome: HookOutcome, shown: bool, started: float) -> None:
     """Audit, count and log one answered hook; the audit record is committed before we answer."""
-    kind = "age-gated" if outcome.pathway == AGE_GATED else "card" if shown else "silent"
+    kind = "card" if shown else "silent"
+    if outcome.card is None:
+        kind = outcome.pathway  # age-gated, not-in-picu, no-active-encounter
+    care = outcome.care
     result = HookResult(
         outcome=kind,
         http_status=200,
@@ -271,8 +309,24 @@ def _record(call: HookCall, outcome: HookOutcome, shown: bool, started: float) -
         fhir_calls=outcome.data.fhir_calls,
         fhir_seconds=outcome.data.fhir_seconds,
         duration_seconds=time.perf_counter() - started,
+        persistence=_persistence(outcome.assessment),
+        anchor=_anchor(care),
+        gate_reason=care.gate.value if care else None,
     )
     _finish(call, result)
+
+
+def _persistence(assessment: Assessment | None) -> str | None:
+    """The persistence state the scorer gave, when it gave one."""
+    persistence = assessment.persistence if assessment else None
+    return persistence.state.value if persistence else None
+
+
+def _anchor(care: CareContext | None) -> dict[str, str] | None:
+    """The anchor's time and source for the audit record (never its detail, which names ids)."""
+    if care is None or care.anchor is None:
+        return None
+    return {"time": care.anchor.time.isoformat(), "source": care.anchor.source.value}
 
 
 def _record_failure(call: HookCall, error: Exception, started: float) -> None:
@@ -311,12 +365,14 @@ def _log(call: HookCall, result: HookResult, pathway: str) -> None:
     """One INFO line per hook: identifiers, outcome and timing; no patient values, no tokens."""
     info = result.scorer
     audit_log.info(
-        "hook hookInstance=%s iss=%s outcome=%s pathway=%s scorer=%s/%s sources=%s "
-        "fhir_calls=%d duration_ms=%.0f",
+        "hook hookInstance=%s iss=%s outcome=%s pathway=%s gate=%s anchor=%s scorer=%s/%s "
+        "sources=%s fhir_calls=%d duration_ms=%.0f",
         call.hook_instance,
         call.issuer,
         result.error or result.outcome,
         pathway,
+        result.gate_reason,
+        result.anchor["source"] if result.anchor else None,
         info.id if info else None,
         info.version if info else None,
         _describe_sources(result.sources),

@@ -85,6 +85,13 @@ class PatientData:
     sources: Mapping[str, str]
     fhir_calls: int = 0  # FHIR calls made for this hook
     fhir_seconds: float = 0.0  # their total duration (they run in parallel)
+    # every other searched resource by type ("Encounter", "Location", "ServiceRequest", ...),
+    # included resources (Encounter:location, Location:partof) among them; each once
+    others: Mapping[str, tuple[Resource, ...]] = field(default_factory=dict)
+
+    def of_type(self, resource_type: str) -> tuple[Resource, ...]:
+        """The gathered resources of one type other than Patient and Observation."""
+        return tuple(self.others.get(resource_type, ()))
 
 
 @dataclass(frozen=True)
@@ -306,20 +313,31 @@ def _patient_data(
     by_key: Mapping[str, list[Resource]],
     sources: Mapping[str, str],
 ) -> PatientData:
-    """Pick the patient read and the Observation searches, skipping resources of other types."""
+    """The patient read, the Observation searches, and every other search's resources by type.
+
+    An Observation search keeps only Observations; other searches keep what they include too
+    (an Encounter search's Locations), never OperationOutcomes.
+    """
     patient: Resource | None = None
     observations: dict[str, Resource] = {}
+    others: dict[str, dict[str, Resource]] = {}
     for key, template in templates.items():
         resource_type = template_resource_type(template)
-        wanted = [r for r in by_key[key] if r.get("resourceType") == resource_type]
-        if len(wanted) < len(by_key[key]):
-            logger.debug("%s: skipped %d other resources", key, len(by_key[key]) - len(wanted))
-        if resource_type == "Patient" and not is_search(template) and wanted:
-            patient = wanted[0]
+        if resource_type == "Patient" and not is_search(template):
+            patient = next((r for r in by_key[key] if r.get("resourceType") == "Patient"), patient)
         elif resource_type == "Observation":
+            wanted = [r for r in by_key[key] if r.get("resourceType") == resource_type]
+            if len(wanted) < len(by_key[key]):
+                logger.debug("%s: skipped %d other resources", key, len(by_key[key]) - len(wanted))
             observations.update((_identity(r), r) for r in wanted)
+        else:
+            for resource in by_key[key]:
+                kind = resource.get("resourceType")
+                if isinstance(kind, str) and kind != "OperationOutcome":
+                    others.setdefault(kind, {})[_identity(resource)] = resource
     logger.debug("gathered data: %s", ", ".join(f"{k}={v}" for k, v in sources.items()))
-    return PatientData(patient, tuple(observations.values()), dict(sources))
+    found = {kind: tuple(items.values()) for kind, items in others.items()}
+    return PatientData(patient, tuple(observations.values()), dict(sources), others=found)
 
 
 def _identity(resource: Resource) -> str:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PATIENT_KEY = "patient"
+PANEL_KEY = "panel"  # every panel analyte's Observations in one search
 FHIR_ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
 USER_REFERENCE = re.compile(r"(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-\.]{1,64})")
 TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
@@ -69,21 +70,15 @@ class PrefetchState(StrEnum):
 
 
 def prefetch_templates(panel: Panel, page_size: int) -> dict[str, str]:
-    """Discovery prefetch: the patient, then one most-recent-first search per analyte."""
-    templates = {PATIENT_KEY: "Patient/{{context.patientId}}"}
-    for key in panel.analytes:
-        if key == PATIENT_KEY:
-            raise ValueError(f"analyte key {key!r} collides with the patient prefetch key")
-        templates[key] = (
+    """Discovery prefetch: the patient, then ONE most-recent-first search for every panel code."""
+    codes = [(c.system, c.code) for analyte in panel.analytes.values() for c in analyte.codes]
+    return {
+        PATIENT_KEY: "Patient/{{context.patientId}}",
+        PANEL_KEY: (
             "Observation?patient={{context.patientId}}"
-            f"&code={_code_param(panel, key)}&_sort=-date&_count={page_size}"
-        )
-    return templates
-
-
-def _code_param(panel: Panel, key: str) -> str:
-    """The analyte's token search value, URL-safe; ValueError for codes needing FHIR escapes."""
-    return token_search_value(((c.system, c.code) for c in panel.codes_for(key)), key)
+            f"&code={token_search_value(codes, PANEL_KEY)}&_sort=-date&_count={page_size}"
+        ),
+    }
 
 
 def token_search_value(codes: Iterable[tuple[str, str]], owner: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -64,25 +64,101 @@ def analyte_of(resource: Mapping[str, Any]) -> str:
     return resource["id"].split("-")[-2]
 
 
+V3_ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+
+
+def ward(location_id: str, role: str) -> dict[str, Any]:
+    """A ward Location typed with a v3 RoleCode (PEDICU, PEDNICU, PEDU, ...)."""
+    return {
+        "resourceType": "Location",
+        "id": location_id,
+        "status": "active",
+        "name": f"{role} ward",
+        "type": [{"coding": [{"system": V3_ROLE_CODE, "code": role}]}],
+    }
+
+
+def stay(
+    patient_id: str,
+    admitted: datetime,
+    *,
+    role: str = "PEDICU",
+    encounter_id: str = "enc-1",
+    status: str = "in-progress",
+) -> list[dict[str, Any]]:
+    """An Encounter whose active location is a bed in a `role` ward since `admitted`, with its
+    Locations (bed partOf ward), as an `_include` search returns them."""
+    bed = {
+        "resourceType": "Location",
+        "id": f"{encounter_id}-bed",
+        "status": "active",
+        "partOf": {"reference": f"Location/{encounter_id}-ward"},
+    }
+    encounter = {
+        "resourceType": "Encounter",
+        "id": encounter_id,
+        "status": status,
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "period": {"start": (admitted - timedelta(hours=6)).isoformat()},
+        "location": [
+            {
+                "location": {"reference": f"Location/{bed['id']}"},
+                "status": "active",
+                "period": {"start": admitted.isoformat()},
+            }
+        ],
+    }
+    return [encounter, bed, ward(f"{encounter_id}-ward", role)]
+
+
+def lab_order(patient_id: str, analyte: str, authored: datetime) -> dict[str, Any]:
+    """An active ServiceRequest (an order) for one panel analyte's primary code."""
+    return {
+        "resourceType": "ServiceRequest",
+        "id": f"sr-{analyte}",
+        "status": "active",
+        "intent": "order",
+        "code": {"coding": [load_panel().analytes[analyte].primary.as_fhir()]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authoredOn": authored.isoformat(),
+    }
+
+
 def full_prefetch(
-    templates: Mapping[str, str], subject: dict[str, Any], observations: list[dict[str, Any]]
+    templates: Mapping[str, str],
+    subject: dict[str, Any],
+    observations: list[dict[str, Any]],
+    *,
+    encounters: list[dict[str, Any]] | None = None,
+    orders: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A prefetch answering every template: the patient read, one Bundle per analyte key."""
+    """A prefetch answering every template: the patient, the panel, the PICU stay, the orders.
+
+    Without `encounters`, the patient has been in the PICU since 40 h before now.
+    """
+    if encounters is None:
+        patient_id = subject.get("id") or observations[0]["subject"]["reference"].split("/")[-1]
+        encounters = stay(patient_id, datetime.now(UTC) - timedelta(hours=40))
+    answers = {"Observation": observations, "Encounter": encounters, "ServiceRequest": orders}
     prefetch: dict[str, Any] = {}
     for key, template in templates.items():
         if template.startswith("Patient/"):
             prefetch[key] = subject
         else:
-            prefetch[key] = searchset(o for o in observations if analyte_of(o) == key)
+            prefetch[key] = searchset(answers.get(template.partition("?")[0], ()))
     return prefetch
 
 
 @dataclass
 class FakeFhirServer:
-    """Answers Patient reads and Observation code searches from in-memory resources."""
+    """Answers Patient reads, Observation code searches and care-context searches."""
 
     patients: dict[str, dict[str, Any]] = field(default_factory=dict)
     observations: list[dict[str, Any]] = field(default_factory=list)
+    encounters: list[dict[str, Any]] = field(default_factory=list)  # with their Locations
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str | None] = field(default_factory=list)
 
     def __call__(self, request: Request) -> Response:
@@ -92,7 +168,14 @@ class FakeFhirServer:
         if resource_path.startswith("Patient/"):
             found = self.patients.get(resource_path.split("/", 1)[1])
             return _json(found, 200) if found else _json({"resourceType": "OperationOutcome"}, 404)
-        return _json(self._search(parse_qs(request.query_string.decode())), 200)
+        query = parse_qs(request.query_string.decode())
+        if resource_path == "Encounter":
+            return _json(searchset(self.encounters), 200)
+        if resource_path == "ServiceRequest":
+            return _json(searchset(self.orders), 200)
+        if resource_path == "Condition":
+            return _json(searchset(self.conditions), 200)
+        return _json(self._search(query), 200)
 
     def _search(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
         wanted = set(query["code"][0].split(","))

@@ -52,15 +52,38 @@ def test_discovery_usage_requirements_name_patient_and_observation_access(
     caller: HookCaller,
 ) -> None:
     requirements = _service(caller)["usageRequirements"]
-    assert "Patient" in requirements and "Observation" in requirements
+    for resource_type in ("Patient", "Observation", "Encounter", "Location", "ServiceRequest"):
+        assert resource_type in requirements
+    assert "in the PICU only" in requirements
 
 
-def test_discovery_prefetch_reads_the_patient_and_searches_every_panel_analyte(
+def test_discovery_prefetch_reads_the_patient_the_panel_in_one_search_and_the_care_context(
     caller: HookCaller,
 ) -> None:
     prefetch = _service(caller)["prefetch"]
+    assert set(prefetch) == {"patient", "panel", "encounters", "orders"}
     assert prefetch["patient"] == "Patient/{{context.patientId}}"
-    assert set(prefetch) == {"patient", *load_panel().analytes}
+    panel_codes = {
+        f"{coding.system}|{coding.code}"
+        for analyte in load_panel().analytes.values()
+        for coding in analyte.codes
+    }
+    searched = dict(parse_qsl(prefetch["panel"].partition("?")[2]))
+    assert set(searched["code"].split(",")) == panel_codes
+    assert prefetch["encounters"].startswith("Encounter?patient={{context.patientId}}")
+    assert "_include=Encounter:location" in prefetch["encounters"]
+    assert "&status=active" in prefetch["orders"]
+
+
+def test_discovery_prefetch_asks_for_onset_conditions_only_when_codes_are_set(
+    make_settings: MakeSettings, caller_for: CallerFor
+) -> None:
+    code = "http://snomed.info/sct|76571007"
+    app = create_app(make_settings(context={"onset_condition_codes": [code]}))
+    prefetch = _service(caller_for(app))["prefetch"]
+    assert prefetch["conditions"] == (
+        "Condition?patient={{context.patientId}}&code=http://snomed.info/sct|76571007"
+    )
 
 
 def test_discovery_prefetch_templates_use_only_allowed_tokens_and_search_features(
@@ -74,7 +97,7 @@ def test_discovery_prefetch_templates_use_only_allowed_tokens_and_search_feature
         assert re.fullmatch(r"[A-Z][A-Za-z]+(/\{\{context\.patientId\}\})?", resource), key
         for name, value in parse_qsl(query):
             modifier = name.partition(":")[2]
-            assert modifier in ("", "in"), (key, name)
+            assert modifier in ("", "in", "iterate"), (key, name)
             if name == "date":
                 assert value[:2] in DATE_PREFIXES, key
             if name == "_sort":
@@ -85,7 +108,7 @@ def test_discovery_prefetch_page_size_comes_from_settings(
     make_settings: MakeSettings, caller_for: CallerFor
 ) -> None:
     service = _service(caller_for(create_app(make_settings(fhir={"page_size": 17}))))
-    assert all("_count=17" in t for k, t in service["prefetch"].items() if k != "patient")
+    assert "_count=17" in service["prefetch"]["panel"]
 
 
 def test_discovery_prefetch_includes_a_site_local_code(
@@ -93,7 +116,8 @@ def test_discovery_prefetch_includes_a_site_local_code(
 ) -> None:
     local = LocalCode(analyte="il6", system="urn:oid:1.2.3.4", code="IL6LOCAL", unit="pg/mL")
     service = _service(caller_for(create_app(make_settings(local_codes=[local]))))
-    assert "urn:oid:1.2.3.4|IL6LOCAL" in service["prefetch"]["il6"]
+    assert "urn:oid:1.2.3.4|IL6LOCAL" in service["prefetch"]["panel"]
+    assert "urn:oid:1.2.3.4|IL6LOCAL" in service["prefetch"]["orders"]
 
 
 def test_discovery_without_authorization_is_401(app: Flask) -> None:

@@ -160,7 +160,7 @@ def test_json_array_body_is_400(caller: HookCaller) -> None:
 
 
 def test_prefetch_value_that_is_not_a_resource_is_400(caller: HookCaller) -> None:
-    response = caller.call(hook_request("p1", prefetch={"il6": "not a resource"}))
+    response = caller.call(hook_request("p1", prefetch={"panel": "not a resource"}))
     assert_outcome(response, 400, "PICU-400-INVALID-PREFETCH")
 
 

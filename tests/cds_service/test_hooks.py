@@ -18,8 +18,10 @@ from tests.cds_service.conftest import MakeSettings
 from tests.cds_service.fhir_data import (
     FakeFhirServer,
     full_prefetch,
+    lab_order,
     observation,
     patient,
+    stay,
     years_before,
 )
 from tests.cds_service.outcomes import assert_outcome
@@ -88,7 +90,11 @@ def child(now: datetime) -> dict[str, Any]:
 @pytest.fixture
 def fake_fhir(httpserver: HTTPServer, child: dict[str, Any], now: datetime) -> FakeFhirServer:
     """The stub FHIR server, holding the same patient and results as the full prefetch."""
-    fake = FakeFhirServer(patients={PATIENT_ID: child}, observations=_observations(PATIENT_ID, now))
+    fake = FakeFhirServer(
+        patients={PATIENT_ID: child},
+        observations=_observations(PATIENT_ID, now),
+        encounters=stay(PATIENT_ID, now - timedelta(hours=40)),
+    )
     httpserver.expect_request(re.compile(r"/fhir/.*")).respond_with_handler(fake)
     return fake
 
@@ -143,7 +149,7 @@ def test_partial_prefetch_queries_only_the_missing_key(
     now: datetime,
 ) -> None:
     prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
-    del prefetch["ferritin"]
+    del prefetch["encounters"]
     body = hook_request(
         PATIENT_ID,
         prefetch=prefetch,
@@ -151,8 +157,8 @@ def test_partial_prefetch_queries_only_the_missing_key(
         fhir_authorization=fhir_authorization(),
     )
     assert len(_assert_conformant(caller.call(body))) == 1
-    assert len(httpserver.log) == 1
-    assert "2276-4" in httpserver.log[0][0].query_string.decode()
+    assert [request.path for request, _ in httpserver.log] == ["/fhir/Encounter"]
+    assert "_include=Encounter:location" in httpserver.log[0][0].query_string.decode()
 
 
 @pytest.mark.parametrize("status", [401, 500])
@@ -277,7 +283,8 @@ def test_each_hook_writes_one_audit_line_without_patient_values(
     assert body["hookInstance"] in lines[0]
     assert "iss=https://ehr.test" in lines[0]
     assert re.search(r"duration_ms=\d+", lines[0])
-    assert f"sources=prefetch:{len(caller.prefetch_templates())} " in lines[0]
+    assert "sources=prefetch:3,prefetch:empty:1 " in lines[0]  # no orders: an empty Bundle
+    assert "outcome=standard gate=in-picu anchor=picu-admission " in lines[0]
     assert PATIENT_ID not in lines[0]
     assert "1200" not in lines[0]
 
@@ -355,3 +362,144 @@ def test_authenticated_call_without_a_token_never_queries_the_fhir_server(
     response = caller.call(hook_request(PATIENT_ID, fhir_server=fhir_base))
     assert_outcome(response, 412, "PICU-412-DATA-UNAVAILABLE")
     assert fake_fhir.authorizations == []
+
+
+# --- the PICU gate, the anchor and pending orders ---------------------------------------------
+
+
+def _audit_line(caplog: pytest.LogCaptureFixture) -> str:
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "picu_endotype.audit"]
+    return line
+
+
+def _context_extension(card: dict[str, Any]) -> dict[str, Any]:
+    return card["extension"]["io.picu-endotype.assessment"]["context"]
+
+
+@pytest.mark.parametrize(
+    ("encounters", "gate"),
+    [
+        (lambda now: stay(PATIENT_ID, now - timedelta(hours=40), role="PEDU"), "not-in-picu"),
+        (lambda now: stay(PATIENT_ID, now - timedelta(hours=40), role="PEDNICU"), "not-in-picu"),
+        (lambda now: [], "no-active-encounter"),
+        (
+            lambda now: stay(PATIENT_ID, now - timedelta(hours=40), status="finished"),
+            "no-active-encounter",
+        ),
+    ],
+    ids=["general-ward", "neonatal-icu", "no-encounter", "finished-encounter"],
+)
+def test_a_child_outside_the_picu_gets_no_card_and_the_audit_says_why(
+    app: Flask,
+    caller: HookCaller,
+    child: dict,
+    now: datetime,
+    caplog: pytest.LogCaptureFixture,
+    encounters,
+    gate: str,
+) -> None:
+    prefetch = full_prefetch(
+        caller.prefetch_templates(), child, _observations(PATIENT_ID, now), encounters=encounters(now)
+    )
+    with caplog.at_level(logging.INFO, logger="picu_endotype.audit"):
+        response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
+    assert _assert_conformant(response) == []
+    assert f"outcome={gate} gate={gate} " in _audit_line(caplog)
+
+
+def test_an_encounter_id_in_context_must_be_the_childs_in_progress_picu_encounter(
+    app: Flask, caller: HookCaller, child: dict, now: datetime
+) -> None:
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
+    other = hook_request(PATIENT_ID, prefetch=prefetch)
+    other["context"]["encounterId"] = "enc-finished-elsewhere"
+    assert _assert_conformant(caller.call(other)) == []
+    same = hook_request(PATIENT_ID, prefetch=prefetch)
+    same["context"]["encounterId"] = "enc-1"
+    [card] = _assert_conformant(caller.call(same))
+    assert _context_extension(card)["encounter"] == "Encounter/enc-1"
+
+
+def test_the_card_runs_from_the_picu_admission_and_says_so(
+    app: Flask, caller: HookCaller, child: dict, now: datetime
+) -> None:
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
+    [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
+    context = _context_extension(card)
+    assert (context["in_picu"], context["anchor"]["source"]) == (True, "picu-admission")
+    assert context["hours_since_anchor"] == pytest.approx(40, abs=0.1)
+    assert "Day 2 since onset (PICU admission " in card["detail"]
+
+
+def test_results_from_before_the_picu_admission_alone_never_make_a_current_state(
+    app: Flask, caller: HookCaller, child: dict, now: datetime
+) -> None:
+    before = [
+        observation(PATIENT_ID, analyte, value, now - timedelta(hours=60), index=0)
+        for analyte, value in (("il6", 1500.0), ("cxcl9", 30000.0), ("ferritin", 300.0))
+    ]
+    prefetch = full_prefetch(caller.prefetch_templates(), child, before)
+    [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
+    extension = card["extension"]["io.picu-endotype.assessment"]
+    assert (extension["pathway"], extension["decision"]) == ("insufficient-data", "pre-anchor-only")
+    assert card["summary"].startswith("Immune pattern: insufficient data")
+
+
+def test_with_the_gate_off_a_child_without_an_encounter_is_assessed_over_the_last_window(
+    make_settings: MakeSettings, caller: HookCaller, child: dict, now: datetime
+) -> None:
+    app = create_app(make_settings(context={"picu_gate": False}))
+    caller.client = app.test_client()
+    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now), encounters=[])
+    [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
+    context = _context_extension(card)
+    assert context["in_picu"] is False
+    assert context["anchor"]["source"] == "assessment-time"
+    assert "No onset or admission time found" in card["detail"]
+
+
+def test_a_configured_onset_condition_is_queried_and_anchors_the_window(
+    make_settings: MakeSettings,
+    caller: HookCaller,
+    fake_fhir: FakeFhirServer,
+    httpserver: HTTPServer,
+    fhir_base: str,
+    now: datetime,
+) -> None:
+    sepsis = "http://snomed.info/sct|91302008"
+    app = create_app(make_settings(context={"onset_condition_codes": [sepsis]}))
+    caller.client = app.test_client()
+    fake_fhir.conditions = [
+        {
+            "resourceType": "Condition",
+            "id": "sepsis-1",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "91302008"}]},
+            "subject": {"reference": f"Patient/{PATIENT_ID}"},
+            "onsetDateTime": (now - timedelta(hours=32)).isoformat(),
+        }
+    ]
+    body = hook_request(PATIENT_ID, fhir_server=fhir_base, fhir_authorization=fhir_authorization())
+    [card] = _assert_conformant(caller.call(body))
+    paths = {request.path for request, _ in httpserver.log}
+    searched = {"Condition", "Encounter", "Observation", "ServiceRequest"}
+    assert paths == {f"/fhir/{name}" for name in searched} | {f"/fhir/Patient/{PATIENT_ID}"}
+    context = _context_extension(card)
+    assert context["anchor"]["source"] == "condition"
+    assert context["hours_since_anchor"] == pytest.approx(32, abs=0.1)
+    assert "Day 2 since onset (recorded onset " in card["detail"]
+
+
+def test_an_ordered_marker_is_shown_pending_and_never_suggested(
+    app: Flask, caller: HookCaller, child: dict, now: datetime
+) -> None:
+    results = [
+        o for o in _observations(PATIENT_ID, now) if not o["id"].startswith(f"{PATIENT_ID}-cxcl9")
+    ]
+    results = [o for o in results if "-ifng-" not in o["id"]]
+    cxcl9 = lab_order(PATIENT_ID, "cxcl9", now - timedelta(hours=3))
+    prefetch = full_prefetch(caller.prefetch_templates(), child, results, orders=[cxcl9])
+    [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
+    assert "Ordered, pending: CXCL9." in card["detail"]
+    assert card["extension"]["io.picu-endotype.assessment"]["pending"] == ["cxcl9"]
+    labels = [suggestion["label"] for suggestion in card.get("suggestions", [])]
+    assert labels == ["Consider ordering: Interferon-gamma"]

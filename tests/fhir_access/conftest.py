@@ -16,7 +16,7 @@ from werkzeug import Request, Response
 
 from fhir_mappings.config import FhirSettings
 from fhir_mappings.panel import Panel, load_panel
-from fhir_mappings.prefetch import prefetch_templates
+from fhir_mappings.prefetch import PATIENT_KEY
 from tests.support.leak_guard import register_secret
 
 PATIENT_ID = "pat-0042"
@@ -176,10 +176,27 @@ def panel() -> Panel:
     return load_panel()
 
 
+def analyte_templates(panel: Panel, page_size: int) -> dict[str, str]:
+    """The patient read and one Observation search per analyte.
+
+    Gathering is generic over templates; one key per analyte makes parallel queries, paging and
+    per-key sources easy to observe. The service itself uses `prefetch_templates` (one `panel`
+    search for every analyte).
+    """
+    templates = {PATIENT_KEY: "Patient/{{context.patientId}}"}
+    for key in panel.analytes:
+        codes = ",".join(f"{c.system}|{c.code}" for c in panel.codes_for(key))
+        templates[key] = (
+            f"Observation?patient={{{{context.patientId}}}}&code={codes}"
+            f"&_sort=-date&_count={page_size}"
+        )
+    return templates
+
+
 @pytest.fixture
 def templates(panel: Panel) -> dict[str, str]:
-    """The service's prefetch templates with a small page size, so paging is easy to reach."""
-    return prefetch_templates(panel, page_size=2)
+    """Per-analyte templates with a small page size, so paging is easy to reach."""
+    return analyte_templates(panel, page_size=2)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from tests.fhir_access.conftest import (
     PATIENT_ID,
     TOKEN,
     FakeFhir,
+    analyte_templates,
     observation,
     outcome,
     patient_resource,
@@ -71,7 +72,7 @@ def first_page_prefetch(fake: FakeFhir, templates: dict[str, str]) -> dict[str, 
 @pytest.fixture
 def small_templates(panel: Panel) -> dict[str, str]:
     """Templates for the patient and three analytes, with pages big enough for one page each."""
-    templates = prefetch_templates(panel, page_size=50)
+    templates = analyte_templates(panel, page_size=50)
     return {key: templates[key] for key in ("patient", *SMALL_PANEL)}
 
 
@@ -129,7 +130,7 @@ def test_queries_run_in_parallel(fhir_server: HTTPServer, panel: Panel) -> None:
         return Response(json.dumps(searchset([])), content_type="application/fhir+json")
 
     fhir_server.expect_request("/fhir/Observation").respond_with_handler(meet_then_answer)
-    templates = prefetch_templates(panel, page_size=2)
+    templates = analyte_templates(panel, page_size=2)
     four = {key: templates[key] for key in ("il6", "ferritin", "crp", "lactate")}
     access = FhirAccess(fhir_server.url_for("/fhir"), TOKEN)
 
@@ -608,3 +609,34 @@ def test_after_a_deadline_with_calls_in_flight_the_next_hook_still_gets_its_answ
     data = gather_patient_data(None, CONTEXT, small_templates, access, settings)
 
     assert data.patient == patient_resource()
+
+
+# --- the care-context searches ----------------------------------------------------------------
+
+
+def test_an_encounter_search_keeps_its_included_locations_and_other_searches_their_types(
+    fhir_settings: FhirSettings,
+) -> None:
+    encounter = {"resourceType": "Encounter", "id": "enc-1", "status": "in-progress"}
+    ward = {"resourceType": "Location", "id": "picu", "status": "active"}
+    bed = {"resourceType": "Location", "id": "bed-4", "partOf": {"reference": "Location/picu"}}
+    encounters = searchset([encounter])
+    encounters["entry"] += [
+        {"resource": bed, "search": {"mode": "include"}},
+        {"resource": ward, "search": {"mode": "include"}},
+        {"resource": outcome("informational", "information"), "search": {"mode": "outcome"}},
+    ]
+    order = {"resourceType": "ServiceRequest", "id": "sr-1", "status": "active"}
+    templates = {
+        "encounters": "Encounter?patient={{context.patientId}}&status=in-progress",
+        "orders": "ServiceRequest?patient={{context.patientId}}&status=active",
+        "again": "Encounter?patient={{context.patientId}}",
+    }
+    prefetch = {"encounters": encounters, "orders": searchset([order]), "again": searchset([bed])}
+
+    data = gather_patient_data(prefetch, CONTEXT, templates, None, fhir_settings)
+
+    assert data.of_type("Encounter") == (encounter,)
+    assert data.of_type("Location") == (bed, ward)  # the same Location twice is kept once
+    assert data.of_type("ServiceRequest") == (order,)
+    assert data.of_type("OperationOutcome") == () and data.observations == ()

@@ -13,6 +13,7 @@ import pytest
 from fhir_mappings.config import LocalCode
 from fhir_mappings.panel import Panel, load_panel
 from fhir_mappings.prefetch import (
+    PANEL_KEY,
     PATIENT_KEY,
     MalformedPrefetch,
     PrefetchState,
@@ -28,19 +29,20 @@ ALLOWED_SEARCH_PARAMETERS = {"patient", "code", "_sort", "_count"}
 REQUIREMENTS = Path(__file__).parent / "fixtures" / "cds-hooks_2.0_requirements.csv"
 
 
-def test_templates_read_the_patient_and_search_each_analyte(panel: Panel) -> None:
+def test_templates_read_the_patient_and_search_every_analyte_in_one_panel_search(
+    panel: Panel,
+) -> None:
     templates = prefetch_templates(panel, page_size=25)
 
     assert templates[PATIENT_KEY] == "Patient/{{context.patientId}}"
-    assert set(templates) == {PATIENT_KEY, *panel.analytes}
-    for key in panel.analytes:
-        resource_type, _, query = templates[key].partition("?")
-        params = dict(parse_qsl(query))
-        assert resource_type == "Observation"
-        assert params["patient"] == "{{context.patientId}}"
-        assert params["code"] == panel.token_param(key)
-        assert params["_sort"] == "-date"
-        assert params["_count"] == "25"
+    assert set(templates) == {PATIENT_KEY, PANEL_KEY}
+    resource_type, _, query = templates[PANEL_KEY].partition("?")
+    params = dict(parse_qsl(query))
+    assert resource_type == "Observation"
+    assert params["patient"] == "{{context.patientId}}"
+    assert params["code"] == ",".join(panel.token_param(key) for key in panel.analytes)
+    assert params["_sort"] == "-date"
+    assert params["_count"] == "25"
 
 
 def test_templates_use_only_cds_hooks_2_tokens_and_no_relative_dates(panel: Panel) -> None:
@@ -63,10 +65,10 @@ def test_templates_use_only_the_recommended_query_subset(panel: Panel) -> None:
 def test_local_code_with_url_unsafe_characters_is_percent_encoded() -> None:
     panel = load_panel([LocalCode(analyte="il6", system="urn:oid:1.2.3", code="IL 6&X")])
 
-    template = prefetch_templates(panel, page_size=10)["il6"]
+    template = prefetch_templates(panel, page_size=10)[PANEL_KEY]
 
-    assert "code=http://loinc.org|26881-3,urn:oid:1.2.3|IL%206%26X&" in template
-    assert dict(parse_qsl(template.partition("?")[2]))["code"].endswith("|IL 6&X")
+    assert "http://loinc.org|26881-3,urn:oid:1.2.3|IL%206%26X," in template
+    assert "urn:oid:1.2.3|IL 6&X" in dict(parse_qsl(template.partition("?")[2]))["code"]
 
 
 def test_local_code_that_would_need_fhir_search_escaping_is_refused() -> None:

@@ -111,10 +111,16 @@ def test_sandbox_unknown_patient_reads_as_none_and_searches_as_empty(
     assert data.sources["patient"] == "query:not-found"
 
 
-def test_sandbox_answers_the_multi_code_template_newest_first(
+def test_sandbox_answers_the_panel_template_newest_first_across_codes(
     sandbox: SandboxFhir, panel: Panel
 ) -> None:
-    """Ferritin's template ORs two LOINC codes and sorts by `-date`; a real server honours both."""
-    bundle = search_as_ehr(sandbox.base_url, prefetch_templates(panel, page_size=3)["ferritin"])
+    """The panel template ORs every panel code (ferritin's two among them), sorted by `-date`."""
+    template = prefetch_templates(panel, page_size=3)["panel"]
+    first_page = search_as_ehr(sandbox.base_url, template)
+    with FhirClient(sandbox.base_url, None, timeout=5, max_pages=10) as client:
+        every_page = client.search(fill_template(template, CONTEXT))
 
-    assert [entry["resource"]["id"] for entry in bundle["entry"]] == ["sbx-fer-2", "sbx-fer-1"]
+    newest = [entry["resource"]["id"] for entry in first_page["entry"]]
+    assert newest == ["sbx-il6-5", "sbx-il6-4", "sbx-il6-3"]
+    expected = {f"sbx-il6-{n}" for n in range(1, 6)} | {"sbx-fer-1", "sbx-fer-2"}
+    assert {obs["id"] for obs in every_page} == expected
