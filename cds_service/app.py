@@ -139,7 +139,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         feedback_store=feedback_store,
         database=database,
         audit_trail=open_audit_trail(settings, database),
-        model_card=model_card.card_for(scorer),
+        model_card=model_card.card_for(scorer, settings),
     )
     install_state(app, state)
     return app

@@ -6,16 +6,41 @@ otherwise. The card is built once, at start, from the scorer the hook engine use
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from cds_service.settings import Settings
 from cds_service.state import app_state
 from model.assessment import Scorer
 from model.model_card import model_card, render_html, rules_card
+from model.rules_scorer import RulesV2Scorer
+from model.rules_v2_card import rules_v2_card
+from model.scorer import MODEL_WINDOW_NOTE, ModelScorer
 
 bp = Blueprint("model_card", __name__)
+RULES_SECTIONS = (
+    "axes",
+    "upper_limit_order",
+    "markers",
+    "site_limits",
+    "sample_levels",
+    "persistence",
+    "decision",
+    "findings",
+    "timing",
+)
+MODEL_USE = (
+    "Features: the latest value of each input in the early window (anchor to anchor + "
+    "window_hours), as in training; results outside it are never model inputs.",
+    "The model's class stands for the state at the latest early-window sample: high when the "
+    "probability of the high-risk class reaches its threshold, else not-high with its class.",
+    MODEL_WINDOW_NOTE,
+    "Without IL-6, ferritin or CRP in the early window the model gives no output and the rules "
+    "v2 states decide; the pathway always comes from the shared decision below.",
+)
 
 
 @bp.get("/model-card")
@@ -41,9 +66,17 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
-def card_for(scorer: Scorer) -> dict[str, Any]:
-    """A model card from a model scorer's metadata, or the rule set's card."""
-    model = getattr(scorer, "model", None)
-    if scorer.info.kind == "model" and model is not None:
-        return model_card(model.metadata)
+def card_for(scorer: Scorer, settings: Settings) -> dict[str, Any]:
+    """The model's card with rules v2 beside it, the rules v2 card, or the v1 rule set's card."""
+    timing = {
+        "window": timedelta(hours=settings.window_hours),
+        "look_back": settings.context.look_back,
+        "current_max_age": timedelta(hours=settings.current_max_age_hours),
+    }
+    if isinstance(scorer, ModelScorer):
+        rules = rules_v2_card(scorer.rules, timing)
+        shown = {key: rules[key] for key in RULES_SECTIONS}
+        return {**model_card(scorer.model.metadata), **shown, "model_use": list(MODEL_USE)}
+    if isinstance(scorer, RulesV2Scorer):
+        return rules_v2_card(scorer, timing)
     return rules_card(scorer)

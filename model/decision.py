@@ -24,7 +24,8 @@ DECISION_STEPS: tuple[str, ...] = (
     "Current sample high (both axes markedly raised): biomarker-guided, endotype "
     "hyperinflammatory-il6-ifng, whatever ferritin and CRP show.",
     "A later sample with one axis markedly raised and the other axis not measured within the "
-    "pairing span: insufficient data; an extreme value is never answered with reassurance.",
+    "pairing span (or not comparable): insufficient data; an extreme value is never answered "
+    "with reassurance.",
     "Current sample partial (one axis markedly raised, the other not): insufficient data, "
     'undetermined, headed "Discordant"; never standard.',
     "Current sample not-high with both axes known and ferritin and CRP current: standard; "

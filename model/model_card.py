@@ -21,7 +21,7 @@ PROJECT = "picu-endotype (open-source project)"
 CONTACT = "the picu-endotype project's public issue tracker"
 INTENDED_POPULATION = (
     "Children under 18 years in a pediatric intensive care unit with multiple organ dysfunction "
-    "or sepsis, within 48 h of organ-dysfunction onset."
+    "or sepsis, from the onset of organ dysfunction (or the PICU admission) on."
 )
 INTENDED_USERS = "PICU physicians and advanced practice providers; not patients or families."
 DECISION_ROLE = "Informs clinical management; it does not replace clinical judgement."
@@ -106,10 +106,13 @@ def _details_and_output(meta: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         (
             category,
             "Description of the output value",
-            f"Calibrated probabilities of the endotype classes {meta.get('class_names')}; the "
-            f"probability of {meta.get('high_risk_class')} at or above {meta.get('threshold'):.3f} "
-            "maps to the biomarker-guided pathway, otherwise standard; insufficient data "
-            "when IL-6, ferritin or CRP is missing.",
+            f"Calibrated probabilities of the endotype classes {meta.get('class_names')} from the "
+            "early window after the anchor; the probability of "
+            f"{meta.get('high_risk_class')} at or above {meta.get('threshold'):.3f} stands for an "
+            "IL-6/IFN-γ-high state at the latest early-window sample, otherwise not-high with the "
+            "model's class. The pathway comes from the shared rules v2 decision (later samples "
+            "judged by rules v2); without IL-6, ferritin or CRP in the early window the model "
+            "gives no output and rules v2 decide.",
         ),
         (category, "Output type", "Classification with a probability (prediction)."),
     ]
@@ -374,6 +377,37 @@ padding:1rem;font-weight:bold}</style></head><body>
 {% if card.warning %}<p class="warning" role="alert">{{ card.warning }}</p>{% endif %}
 <h2>Details</h2><table>{% for key, value in card.details.items() %}
 <tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
+{% if card.model_use %}<h2>How the service uses the model</h2><ul>
+{% for item in card.model_use %}<li>{{ item }}</li>{% endfor %}</ul>{% endif %}
+{% if card.axes %}<h2>Rules v2: the two axes</h2><table><tr><th>Axis</th><th>Analytes</th></tr>
+{% for axis in card.axes %}<tr><td>{{ axis.label }} ({{ axis.id }})</td><td>{{ axis.analytes }}</td>
+</tr>{% endfor %}</table>{% endif %}
+{% if card.upper_limit_order %}<h2>Upper limit of normal, per result</h2><ol>
+{% for item in card.upper_limit_order %}<li>{{ item }}</li>{% endfor %}</ol>{% endif %}
+{% if card.markers %}<h2>Markedly raised: thresholds, basis and sources</h2><table>
+<tr><th>Marker</th><th>Published default upper limit</th><th>Markedly raised</th>
+<th>Source</th><th>Population, assay, what it separates</th></tr>
+{% for m in card.markers %}<tr id="{{ m.analyte }}"><td>{{ m.label }}</td>
+<td><a href="{{ m.upper_limit_url }}">{{ m.upper_limit }}</a></td>
+<td>{{ m.marked }}; with the default upper limit: {{ m.marked_with_default_limit }}</td>
+<td>{% if m.citation_url %}<a href="{{ m.citation_url }}">{{ m.citation }}</a>{% else %}
+{{ m.citation }}{% endif %}</td><td>{{ m.population }} {{ m.assay }} {{ m.separates }}
+{{ m.context }}</td></tr>{% endfor %}</table>{% endif %}
+{% if card.site_limits %}<h2>This site's limits and multiples</h2><ul>
+{% for item in card.site_limits %}<li>{{ item }}</li>{% endfor %}</ul>{% endif %}
+{% if card.sample_levels %}<h2>Per-sample states</h2><ul>
+{% for item in card.sample_levels %}<li>{{ item }}</li>{% endfor %}</ul>{% endif %}
+{% if card.persistence %}<h2>Persistence</h2><ul>
+{% for item in card.persistence %}<li>{{ item }}</li>{% endfor %}</ul>{% endif %}
+{% if card.decision %}<h2>The pathway decision (both scorers)</h2><ol>
+{% for item in card.decision %}<li>{{ item }}</li>{% endfor %}</ol>{% endif %}
+{% if card.findings %}<h2>Findings (beside the decision)</h2><table>
+<tr><th>Finding</th><th>Rule</th><th>Role</th><th>Source</th><th>Note</th></tr>
+{% for f in card.findings %}<tr id="{{ f.id }}"><td>{{ f.description }}</td><td>{{ f.rule }}</td>
+<td>{{ f.role }}</td><td><a href="{{ f.citation_url }}">{{ f.citation }}</a></td>
+<td>{{ f.note }}</td></tr>{% endfor %}</table>{% endif %}
+{% if card.timing %}<h2>Time: anchor, windows, currency</h2><ul>
+{% for item in card.timing %}<li>{{ item }}</li>{% endfor %}</ul>{% endif %}
 {% if card.rules %}<h2>Rules and citations</h2><table>
 <tr><th>Rule</th><th>Citation</th><th>Note</th></tr>{% for rule in card.rules %}
 <tr><td>{{ rule.description }}</td><td>{% if rule.citation_url %}<a href="{{ rule.citation_url }}">

@@ -124,3 +124,84 @@ def test_html_model_card_lists_every_attribute_row(default_metadata):
 def test_format_parameter_overrides_the_accept_header(model_client):
     response = model_client.get("/model-card?format=html", headers={"Accept": "application/json"})
     assert response.mimetype == "text/html"
+
+
+# --- rules v2 on the model-card page ------------------------------------------------------------
+
+
+def rules_page(tmp_path, **settings) -> tuple[dict, str]:
+    client = create_app(Settings(state_dir=tmp_path, **settings)).test_client()
+    body = client.get("/model-card?format=json").get_json()
+    return body, client.get("/model-card?format=html").get_data(as_text=True)
+
+
+def test_rules_v2_page_shows_every_marker_threshold_as_the_code_judges_it(tmp_path):
+    from model.rules_scorer import load_rules_v2_scorer
+    from model.states import LimitSource, UpperLimit
+
+    body, html = rules_page(tmp_path)
+    scorer = load_rules_v2_scorer()
+    assert body["details"]["version"] == scorer.info.version
+    shown = {marker["analyte"]: marker for marker in body["markers"]}
+    assert set(shown) == set(scorer.rule_set.axis_analytes)
+    for analyte, spec in scorer.rule_set.markers.items():
+        limit = UpperLimit(spec.upper_limit.value, spec.unit, LimitSource.PUBLISHED, "")
+        threshold = scorer.limits.threshold(analyte, limit)
+        value = f"{threshold.value:,.0f}"
+        assert shown[analyte]["marked_with_default_limit"] == (
+            f"{threshold.operator} {value} {spec.unit}"
+        )
+        assert shown[analyte]["basis"] == threshold.basis.value
+        assert spec.upper_limit.source in shown[analyte]["upper_limit"]
+        if threshold.citation_url:
+            assert f'href="{threshold.citation_url}"' in html
+
+
+def test_rules_v2_page_states_every_decision_step_state_finding_and_limitation(tmp_path):
+    from model.decision import DECISION_STEPS
+    from model.persistence import PERSISTENCE_STATES
+    from model.rules_scorer import load_rules_v2_scorer
+
+    body, html = rules_page(tmp_path)
+    rule_set = load_rules_v2_scorer().rule_set
+    assert body["decision"] == list(DECISION_STEPS)
+    assert len(body["persistence"]) == len(PERSISTENCE_STATES)
+    assert {f["id"] for f in body["findings"]} == {
+        *(f.id for f in rule_set.findings),
+        rule_set.ferritin_fall.id,
+    }
+    for finding in rule_set.findings:
+        assert f'href="{finding.source.link}"' in html
+    assert body["limitations"] == list(rule_set.limitations)
+    assert "staging.scite.ai" not in html
+    assert body["timing"][1].startswith("Early window: anchor to anchor + 48 h")
+
+
+def test_rules_v2_page_shows_the_sites_own_limits_and_multiples(tmp_path):
+    site = {
+        "upper_limits": [
+            {"analyte": "il6", "value": 7, "unit": "pg/mL", "source": "site lab, Elecsys IL-6"}
+        ],
+        "marked_uln_multiple": {"il6": 20},
+    }
+    body, _ = rules_page(tmp_path, rules=site)
+    assert body["site_limits"] == [
+        "il6: upper limit 7 pg/mL, site lab, Elecsys IL-6",
+        "il6: markedly raised at ≥ 20 × the result's upper limit",
+    ]
+    il6 = next(marker for marker in body["markers"] if marker["analyte"] == "il6")
+    assert il6["basis"] == "site-multiple"
+    assert il6["marked"] == "≥ 20 × the result's upper limit (site multiple)"
+
+
+def test_the_v1_rule_set_is_still_described_when_selected(tmp_path):
+    body, _ = rules_page(tmp_path, rules={"version": 1})
+    assert body["details"]["version"].startswith("1.")
+    assert body["rules"]
+
+
+def test_the_model_page_says_how_the_model_is_used_and_carries_rules_v2(model_client):
+    body = model_client.get("/model-card?format=json").get_json()
+    assert body["kind"] == "model"
+    assert any("early window" in line for line in body["model_use"])
+    assert body["decision"] and body["markers"] and body["findings"]
