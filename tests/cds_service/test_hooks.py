@@ -390,7 +390,6 @@ def _context_extension(card: dict[str, Any]) -> dict[str, Any]:
     ids=["general-ward", "neonatal-icu", "no-encounter", "finished-encounter"],
 )
 def test_a_child_outside_the_picu_gets_no_card_and_the_audit_says_why(
-    app: Flask,
     caller: HookCaller,
     child: dict,
     now: datetime,
@@ -399,7 +398,10 @@ def test_a_child_outside_the_picu_gets_no_card_and_the_audit_says_why(
     gate: str,
 ) -> None:
     prefetch = full_prefetch(
-        caller.prefetch_templates(), child, _observations(PATIENT_ID, now), encounters=encounters(now)
+        caller.prefetch_templates(),
+        child,
+        _observations(PATIENT_ID, now),
+        encounters=encounters(now),
     )
     with caplog.at_level(logging.INFO, logger="picu_endotype.audit"):
         response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
@@ -408,7 +410,7 @@ def test_a_child_outside_the_picu_gets_no_card_and_the_audit_says_why(
 
 
 def test_an_encounter_id_in_context_must_be_the_childs_in_progress_picu_encounter(
-    app: Flask, caller: HookCaller, child: dict, now: datetime
+    caller: HookCaller, child: dict, now: datetime
 ) -> None:
     prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     other = hook_request(PATIENT_ID, prefetch=prefetch)
@@ -421,7 +423,7 @@ def test_an_encounter_id_in_context_must_be_the_childs_in_progress_picu_encounte
 
 
 def test_the_card_runs_from_the_picu_admission_and_says_so(
-    app: Flask, caller: HookCaller, child: dict, now: datetime
+    caller: HookCaller, child: dict, now: datetime
 ) -> None:
     prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
@@ -432,7 +434,7 @@ def test_the_card_runs_from_the_picu_admission_and_says_so(
 
 
 def test_results_from_before_the_picu_admission_alone_never_make_a_current_state(
-    app: Flask, caller: HookCaller, child: dict, now: datetime
+    caller: HookCaller, child: dict, now: datetime
 ) -> None:
     before = [
         observation(PATIENT_ID, analyte, value, now - timedelta(hours=60), index=0)
@@ -450,7 +452,9 @@ def test_with_the_gate_off_a_child_without_an_encounter_is_assessed_over_the_las
 ) -> None:
     app = create_app(make_settings(context={"picu_gate": False}))
     caller.client = app.test_client()
-    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now), encounters=[])
+    prefetch = full_prefetch(
+        caller.prefetch_templates(), child, _observations(PATIENT_ID, now), encounters=[]
+    )
     [card] = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
     context = _context_extension(card)
     assert context["in_picu"] is False
@@ -490,7 +494,7 @@ def test_a_configured_onset_condition_is_queried_and_anchors_the_window(
 
 
 def test_an_ordered_marker_is_shown_pending_and_never_suggested(
-    app: Flask, caller: HookCaller, child: dict, now: datetime
+    caller: HookCaller, child: dict, now: datetime
 ) -> None:
     results = [
         o for o in _observations(PATIENT_ID, now) if not o["id"].startswith(f"{PATIENT_ID}-cxcl9")
