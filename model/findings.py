@@ -107,11 +107,12 @@ def ferritin_fall(spec: FerritinFall, timeline: Timeline) -> Evidence:
 def _judgeable(
     spec: FerritinFall, first: Measurement, latest: Measurement, span: timedelta
 ) -> bool:
-    """Exact values in the unit, a positive first value and a span of at least min_span_hours."""
+    """Exact values in the unit, a raised first value and a span of at least min_span_hours."""
     exact = first.comparator is None and latest.comparator is None
     units = first.unit == latest.unit == spec.unit
     long_enough = span >= timedelta(hours=spec.min_span_hours)
-    return exact and units and first.value > 0 and long_enough
+    raised = first.value > max(spec.min_first_value, 0)
+    return exact and units and raised and long_enough
 
 
 def _num(value: float) -> str:

@@ -148,6 +148,7 @@ class FerritinFall(_Frozen):
     unit: str
     max_fall_fraction: float = Field(gt=0, lt=1)
     min_span_hours: float = Field(gt=0)
+    min_first_value: float = Field(ge=0)  # judged only when the first value exceeds this
     description: str
     note: str = ""
     source: Source

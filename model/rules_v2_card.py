@@ -150,9 +150,10 @@ def _fall(rule_set: RuleSetV2) -> dict[str, Any]:
         "id": fall.id,
         "description": fall.description,
         "rule": (
-            f"first {fall.analyte} result since the anchor to the latest, at least "
-            f"{_num(fall.min_span_hours)} h apart, exact values: met when it fell by less than "
-            f"{_num(fall.max_fall_fraction * 100)}% (or rose)"
+            f"first {fall.analyte} result since the anchor (above {_num(fall.min_first_value)} "
+            f"{fall.unit}) to the latest, at least {_num(fall.min_span_hours)} h apart, exact "
+            f"values: met when it fell by less than {_num(fall.max_fall_fraction * 100)}% "
+            "(or rose)"
         ),
         "role": "context only",
         "citation": f"{fall.source.citation}; {fall.source.identifiers}",

@@ -225,6 +225,7 @@ def test_findings_read_only_current_values(rules):
         (1000, 900, 24, True),  # 10% fall over exactly 24 h
         (1000, 800, 30, False),  # 20% fall
         (1000, 3000, 23, None),  # too short a span
+        (400, 390, 30, None),  # ferritin not raised: the kinetic note does not apply
     ],
 )
 def test_ferritin_fall_is_evaluable_over_any_span_of_at_least_24_hours(
