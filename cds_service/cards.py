@@ -62,7 +62,7 @@ def build_card(
     offered = suggestions(assessment, timeline, panel, patient_id, encounter_id, chart)
     card: dict[str, Any] = {
         "uuid": str(uuid4()),
-        "summary": summary(assessment, panel),
+        "summary": summary(assessment, panel, chart.pending),
         "detail": detail(
             assessment, timeline, panel, settings, chart, orders_offered=bool(offered)
         ),
@@ -79,11 +79,11 @@ def build_card(
 # --- summary --------------------------------------------------------------------------------
 
 
-def summary(assessment: Assessment, panel: Panel) -> str:
+def summary(assessment: Assessment, panel: Panel, pending: frozenset[str] = frozenset()) -> str:
     """One sentence under 140 characters naming what decided; never reassuring on gaps."""
     qualifier = _qualifier(assessment)
     if assessment.kind is None:
-        text = _v1_summary(assessment, panel, qualifier)
+        text = _v1_summary(assessment, panel, qualifier, pending)
     elif assessment.kind is DecisionKind.HIGH:
         marked = _marked_names(assessment.current)
         text = f"{_high_prefix(assessment)}: {marked} markedly raised {qualifier}"
@@ -92,7 +92,7 @@ def summary(assessment: Assessment, panel: Panel) -> str:
     elif assessment.kind is DecisionKind.NOT_HIGH:
         text = f"{_not_high_text(assessment)} {qualifier}"
     else:
-        text = _insufficient_summary(assessment, panel, qualifier)
+        text = _insufficient_summary(assessment, panel, qualifier, pending)
     return fmt.truncate(text, SUMMARY_MAX_CHARS)
 
 
@@ -136,7 +136,9 @@ def _not_high_text(assessment: Assessment) -> str:
     return "No IL-6/IFN-γ-high pattern: IL-6 and IFN-γ axis not markedly raised"
 
 
-def _insufficient_summary(assessment: Assessment, panel: Panel, qualifier: str) -> str:
+def _insufficient_summary(
+    assessment: Assessment, panel: Panel, qualifier: str, pending: frozenset[str]
+) -> str:
     """'Immune pattern: insufficient data: …' naming what is missing, stale or unpaired."""
     prefix = "Immune pattern: insufficient data: "
     suffix = f" {qualifier}" if assessment.scorer.kind == "model" else ""
@@ -147,12 +149,17 @@ def _insufficient_summary(assessment: Assessment, panel: Panel, qualifier: str) 
     if assessment.kind is DecisionKind.UNPAIRED_MARKED:
         marked = _marked_names(assessment.current)
         return f"{prefix}{marked} markedly raised, partner axis not measured{suffix}"
-    names = [label(panel, a) for a in assessment.missing] or list(assessment.unmet)
-    if not names:
+    names = [label(panel, a) for a in assessment.missing if a not in pending]
+    ordered = [label(panel, a) for a in assessment.missing if a in pending]
+    if not names and not ordered:
+        names = list(assessment.unmet)
+    if not names and not ordered:
         return f"{prefix}results cannot be compared with thresholds{suffix}"
     finding = _strongest_finding(assessment)
-    room = SUMMARY_MAX_CHARS - len(prefix) - len(suffix) - len(" missing") - len(finding)
-    return f"{prefix}{_fit_list(names, room)} missing{finding}{suffix}"
+    orders = f"; {', '.join(ordered)} ordered" if ordered else ""
+    used = len(prefix) + len(suffix) + len(" missing") + len(finding) + len(orders)
+    missing = f"{_fit_list(names, SUMMARY_MAX_CHARS - used)} missing" if names else ""
+    return f"{prefix}{missing}{orders}{finding}{suffix}".replace(": ; ", ": ")
 
 
 def _strongest_finding(assessment: Assessment) -> str:
@@ -167,10 +174,12 @@ def _inflammation_met(assessment: Assessment) -> list:
     return [f for f in met if f.id not in CONTEXT_FINDINGS]
 
 
-def _v1_summary(assessment: Assessment, panel: Panel, qualifier: str) -> str:
+def _v1_summary(
+    assessment: Assessment, panel: Panel, qualifier: str, pending: frozenset[str]
+) -> str:
     """The rules v1 summary by pathway."""
     if assessment.pathway is Pathway.INSUFFICIENT_DATA:
-        return _insufficient_summary(assessment, panel, qualifier)
+        return _insufficient_summary(assessment, panel, qualifier, pending)
     if assessment.pathway is Pathway.BIOMARKER_GUIDED:
         return (
             f"Biomarkers suggest a possible IL-6/IFN-γ-high immune pattern (rules v1) {qualifier}"

@@ -289,6 +289,9 @@ def test_an_ordered_marker_is_pending_not_missing_and_not_offered(rules, make_ca
     chart = ChartContext(pending=frozenset({"cxcl9"}))
     _, card = card_of(rules, make_card, "missing-panel", chart=chart)
     assert "Ordered, pending: CXCL9." in lines_of(card)
+    assert card["summary"] == (
+        "Immune pattern: insufficient data: IL-6, IFN-γ, Ferritin missing; CXCL9 ordered"
+    )
     assert "CXCL9" not in next(x for x in lines_of(card) if x.startswith("Missing:"))
     assert "CXCL9" not in card["suggestions"][0]["label"]
 
