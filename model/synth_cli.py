@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"synthetic cohort (SYNTHETIC, not patient data) written to {args.out}")
     print(f"  Patient.ndjson      {summary.patients}")
     print(f"  Encounter.ndjson    {summary.encounters}")
+    print(f"  Location.ndjson     {summary.locations}")
     print(f"  Observation.ndjson  {summary.observations}")
     print(f"  outcomes.csv        {summary.patients} rows")
     print("  data_card.md")

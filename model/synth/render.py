@@ -31,6 +31,7 @@ LAB_CATEGORY_CODING = {
     "code": "laboratory",
     "display": "Laboratory",
 }
+V3_ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 PICU_SERVICE = {
     "coding": [
         {
@@ -78,7 +79,7 @@ def format_time(moment: datetime, offset_minutes: int, *, as_utc: bool = False) 
     return moment.astimezone(zone(offset_minutes)).isoformat(timespec="seconds")
 
 
-def _meta() -> dict[str, Any]:
+def synthetic_meta() -> dict[str, Any]:
     """A fresh `meta` with the synthetic tags."""
     return {"tag": [dict(tag) for tag in SYNTHETIC_TAGS]}
 
@@ -97,7 +98,7 @@ def patient_resource(
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "id": patient_id,
-        "meta": _meta(),
+        "meta": synthetic_meta(),
         "identifier": [{"system": PATIENT_IDENTIFIER_SYSTEM, "value": f"SYNTHETIC-{patient_id}"}],
         "name": [
             {
@@ -115,21 +116,65 @@ def patient_resource(
     return resource
 
 
-def encounter_resource(
-    encounter_id: str, patient_id: str, period: dict[str, str], *, status: str, died: bool
+COHORT_PICU_ID = "synthetic-picu"  # the one PICU ward every cohort encounter stays on
+
+
+def cohort_picu_location() -> dict[str, Any]:
+    """The cohort's PICU ward, typed v3 RoleCode PEDICU."""
+    return location_resource(COHORT_PICU_ID, "PEDICU", "SYNTHETIC pediatric intensive care unit")
+
+
+def location_resource(
+    location_id: str, role: str | None, name: str, part_of: str | None = None
 ) -> dict[str, Any]:
-    """A PICU inpatient Encounter, with an "expired" disposition when the patient died."""
+    """A synthetic Location, typed with a v3 RoleCode when given (PEDICU for the PICU), and part
+    of another when given (a bed in a ward, recognised through its ward)."""
+    resource: dict[str, Any] = {
+        "resourceType": "Location",
+        "id": location_id,
+        "meta": synthetic_meta(),
+        "status": "active",
+        "name": name,
+        "mode": "instance",
+    }
+    if role is not None:
+        resource["type"] = [{"coding": [{"system": V3_ROLE_CODE, "code": role}], "text": name}]
+    if part_of is not None:
+        resource["partOf"] = {"reference": f"Location/{part_of}"}
+    return resource
+
+
+def encounter_resource(
+    encounter_id: str,
+    patient_id: str,
+    period: dict[str, str],
+    *,
+    status: str,
+    died: bool,
+    location_id: str,
+    location_status: str = "active",
+    picu: bool = True,
+) -> dict[str, Any]:
+    """An inpatient Encounter at `location_id` for its whole period (a PICU stay by default),
+    with an "expired" disposition when the patient died."""
     resource: dict[str, Any] = {
         "resourceType": "Encounter",
         "id": encounter_id,
-        "meta": _meta(),
+        "meta": synthetic_meta(),
         "status": status,
         "class": dict(INPATIENT_CLASS),
-        "serviceType": copy.deepcopy(PICU_SERVICE),
         "subject": {"reference": f"Patient/{patient_id}"},
         "period": period,
-        "location": [{"location": {"display": "Pediatric intensive care unit (PICU)"}}],
+        "location": [
+            {
+                "location": {"reference": f"Location/{location_id}"},
+                "status": location_status,
+                "period": dict(period),
+            }
+        ],
     }
+    if picu:
+        resource["serviceType"] = copy.deepcopy(PICU_SERVICE)
     if died:
         disposition = {"system": "http://terminology.hl7.org/CodeSystem/discharge-disposition"}
         disposition |= {"code": "exp", "display": "Expired"}
@@ -187,7 +232,7 @@ def observation_resource(
     resource: dict[str, Any] = {
         "resourceType": "Observation",
         "id": result.observation_id,
-        "meta": _meta(),
+        "meta": synthetic_meta(),
         "status": result.status,
         "category": [{"coding": [dict(LAB_CATEGORY_CODING)]}],
         "code": {"coding": [coding], "text": panel.analytes[analyte].display},

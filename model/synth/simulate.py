@@ -34,6 +34,7 @@ from model.synth.parameters import (
 )
 from model.synth.records import Cohort, LatentState, OutcomeRow, PatientRecord
 from model.synth.render import (
+    COHORT_PICU_ID,
     Result,
     encounter_resource,
     format_time,
@@ -364,7 +365,13 @@ def _cohort_encounter(ctx: _Context, course: _Course) -> tuple[dict[str, Any], d
         "end": format_time(ended, ctx.offset_minutes),
     }
     encounter = encounter_resource(
-        ctx.encounter_id, ctx.patient_id, period, status="finished", died=course.died
+        ctx.encounter_id,
+        ctx.patient_id,
+        period,
+        status="finished",
+        died=course.died,
+        location_id=COHORT_PICU_ID,
+        location_status="completed",
     )
     return encounter, ended
 

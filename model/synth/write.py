@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from model.synth.records import OUTCOME_COLUMNS, Cohort, OutcomeRow, PatientRecord
+from model.synth.render import cohort_picu_location
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 DATA_CARD_RESOURCE = "cohort_data_card.md"
 
 
@@ -25,7 +26,7 @@ def _ndjson_line(resource: Mapping[str, Any]) -> str:
     return json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-RESOURCE_FILES: tuple[str, ...] = ("Patient", "Encounter", "Observation")
+RESOURCE_FILES: tuple[str, ...] = ("Patient", "Encounter", "Location", "Observation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class CohortSummary:
     seed: int
     patients: int
     encounters: int
+    locations: int
     observations: int
     labelled: bool
 
@@ -66,6 +68,7 @@ def write_records(
             counts["Encounter"] += _write_lines(handles["Encounter"], [record.encounter])
             counts["Observation"] += _write_lines(handles["Observation"], record.observations)
             outcomes.append(record.outcome if labelled else record.outcome.without_label())
+        counts["Location"] += _write_lines(handles["Location"], [cohort_picu_location()])
     finally:
         for handle in handles.values():
             handle.close()
@@ -105,7 +108,8 @@ def data_card_text(summary: CohortSummary) -> str:
         "",
         f"- Generator: `model.synth` {GENERATOR_VERSION}",
         f"- Patients: {summary.patients}; seed: {summary.seed}",
-        f"- Encounters: {summary.encounters}; Observations: {summary.observations}",
+        f"- Encounters: {summary.encounters} (each on the PICU Location, typed PEDICU); "
+        f"Locations: {summary.locations}; Observations: {summary.observations}",
         f"- Reference endotype labels: {labels}",
         "- SYNTHETIC — not patient data, not for clinical use.",
         "",
@@ -117,15 +121,16 @@ def write_cohort(cohort: Cohort, out_dir: Path) -> None:
     """Write NDJSON files, outcomes.csv and data_card.md into `out_dir` (created if needed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, items in zip(
-        RESOURCE_FILES, (cohort.patients, cohort.encounters, cohort.observations), strict=True
-    ):
+    locations = (cohort_picu_location(),)
+    contents = (cohort.patients, cohort.encounters, locations, cohort.observations)
+    for name, items in zip(RESOURCE_FILES, contents, strict=True):
         with _open_text(out_dir / f"{name}.ndjson") as handle:
             _write_lines(handle, items)
     summary = CohortSummary(
         cohort.seed,
         len(cohort.patients),
         len(cohort.encounters),
+        len(locations),
         len(cohort.observations),
         cohort.labelled,
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 
@@ -25,7 +27,13 @@ from model.synth import (
     write_cohort,
 )
 
-COHORT_FILES = ("Patient.ndjson", "Encounter.ndjson", "Observation.ndjson", "outcomes.csv")
+COHORT_FILES = (
+    "Patient.ndjson",
+    "Encounter.ndjson",
+    "Location.ndjson",
+    "Observation.ndjson",
+    "outcomes.csv",
+)
 
 
 def _all_resources(cohort: Cohort) -> list[dict]:
@@ -74,6 +82,19 @@ def test_observations_reference_their_patient_and_encounter(small_cohort: Cohort
     for observation in small_cohort.observations:
         subject = observation["subject"]["reference"]
         assert observation["encounter"]["reference"] == f"Encounter/{encounter_of[subject]}"
+
+
+def test_every_encounter_stays_on_the_picu_location_the_files_hold(tmp_path: Path) -> None:
+    cohort = generate_cohort(20, seed=3)
+    write_cohort(cohort, tmp_path)
+    (ward,) = [json.loads(line) for line in (tmp_path / "Location.ndjson").read_text().splitlines()]
+    Location.model_validate(ward)
+    assert ward["type"][0]["coding"][0]["code"] == "PEDICU"
+    assert ward["meta"]["tag"] == list(SYNTHETIC_TAGS)
+    for encounter in cohort.encounters:
+        (stay,) = encounter["location"]
+        assert stay["location"]["reference"] == f"Location/{ward['id']}"
+        assert (stay["status"], stay["period"]) == ("completed", encounter["period"])
 
 
 def test_every_resource_carries_both_synthetic_tags(small_cohort: Cohort) -> None:

@@ -1,119 +1,155 @@
-"""Demo scenario patients: the intended values, read back through the live mapping path."""
+"""Demo scenario children: their ward and anchor, their values relative to the anchor, and what
+the live path (care context, mapping, timeline, rules v2) makes of them."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.servicerequest import ServiceRequest
 
+from fhir_mappings.encounters import encounter_facts, location_facts, order_facts
 from fhir_mappings.observations import extract
-from fhir_mappings.panel import Panel, load_panel
-from model.assessment import Timeline
+from fhir_mappings.panel import Panel
+from model.assessment import Pathway, TimeFrame, Timeline
+from model.context import AnchorSource, ContextSettings, GateOutcome, assess_context
+from model.rules_scorer import load_rules_v2_scorer
+from model.states import PersistenceState
 from model.synth import SCENARIO_KINDS, SYNTHETIC_TAGS, scenario_patient
-from model.timeline import build_recent_timeline
+from model.synth.scenarios import SCENARIOS
+from model.timeline import build_timeline
 
 NOW = datetime(2026, 3, 10, 14, 30, tzinfo=timezone(timedelta(hours=-4)))
 WINDOW = timedelta(hours=48)
-TIER_ONE = set(load_panel().of_tier(1))
-SEND_OUTS = set(load_panel().of_tier(2))
+EXPECTED = {  # kind -> (gate, pathway, persistence)
+    "hyperinflammatory": (GateOutcome.IN_PICU, Pathway.BIOMARKER_GUIDED, "persistent"),
+    "quiescent": (GateOutcome.IN_PICU, Pathway.STANDARD, "never-high"),
+    "missing-panel": (GateOutcome.IN_PICU, Pathway.INSUFFICIENT_DATA, "unknown"),
+    "resolving": (GateOutcome.IN_PICU, Pathway.STANDARD, "resolving"),
+    "general-ward": (GateOutcome.NOT_IN_PICU, None, None),
+}
+
+
+def _of_type(resources: list[dict[str, Any]], resource_type: str) -> list[dict[str, Any]]:
+    return [r for r in resources if r["resourceType"] == resource_type]
+
+
+def _context(kind: str, patient_id: str, now: datetime = NOW):
+    resources = scenario_patient(kind, patient_id, now=now)
+    return resources, assess_context(
+        encounters=encounter_facts(_of_type(resources, "Encounter"), patient_id=patient_id).facts,
+        locations=location_facts(_of_type(resources, "Location")).facts,
+        conditions=(),
+        orders=(),
+        context_encounter_id=None,
+        now=now,
+        settings=ContextSettings(),
+        window=WINDOW,
+    )
 
 
 def _timeline(kind: str, panel: Panel, now: datetime = NOW) -> Timeline:
-    resources = scenario_patient(kind, f"demo-{kind}", now=now)
-    observations = [r for r in resources if r["resourceType"] == "Observation"]
-    extraction = extract(observations, panel, patient_id=f"demo-{kind}")
+    patient_id = f"demo-{kind}"
+    resources, care = _context(kind, patient_id, now)
+    extraction = extract(_of_type(resources, "Observation"), panel, patient_id=patient_id)
     assert not extraction.exclusions
-    return build_recent_timeline(extraction, now=now, window=WINDOW)
+    return build_timeline(extraction, TimeFrame(now, care.anchor, WINDOW))
 
 
-def _latest(timeline: Timeline, analyte: str) -> float:
-    return timeline.series[analyte].latest.value
-
-
-def test_hyperinflammatory_scenario_has_high_markers_in_the_last_48_hours(panel: Panel) -> None:
-    timeline = _timeline("hyperinflammatory", panel)
-    assert _latest(timeline, "il6") > 100.0
-    assert _latest(timeline, "ferritin") >= 2000.0
-    assert _latest(timeline, "crp") >= 50.0
-    assert _latest(timeline, "cxcl9") > 647.0
-    assert all(s.baseline.time >= NOW - WINDOW for s in timeline.series.values())
-
-
-def test_quiescent_scenario_has_every_tier_one_and_ifng_axis_marker_normal(panel: Panel) -> None:
-    timeline = _timeline("quiescent", panel)
-    assert set(timeline.series) >= TIER_ONE | SEND_OUTS
-    upper = {"il6": 5.0, "ifng": 5.0, "il10": 18.0, "sil2r": 1033.0, "cxcl9": 647.0}
-    upper |= {"ferritin": 300.0, "crp": 10.0, "lactate": 2.2}
-    for analyte, limit in upper.items():
-        assert all(m.value <= limit for m in timeline.series[analyte].values), analyte
-    assert all(m.value >= 1.0 for m in timeline.series["lymphocytes"].values)
-    assert all(m.value >= 150.0 for m in timeline.series["platelets"].values)
-
-
-def test_missing_panel_scenario_has_only_crp_and_platelets(panel: Panel) -> None:
-    timeline = _timeline("missing-panel", panel)
-    assert set(timeline.series) == {"crp", "platelets"}
-    assert not timeline.older
-
-
-def test_resolving_scenario_falls_to_normal_inside_the_window(panel: Panel) -> None:
-    timeline = _timeline("resolving", panel)
-    assert _latest(timeline, "il6") <= 5.0
-    assert _latest(timeline, "ferritin") < 500.0
-    assert _latest(timeline, "crp") < 10.0
-    assert _latest(timeline, "cxcl9") <= 647.0
-    assert all(m.value < 500.0 for m in timeline.series["ferritin"].values)
-
-
-def test_resolving_scenario_was_hyperinflammatory_three_days_ago(panel: Panel) -> None:
-    long_view = _timeline_over("resolving", panel, timedelta(hours=96))
-    ferritin = [m.value for m in long_view.series["ferritin"].values]
-    assert ferritin[0] >= 2000.0
-    assert ferritin == sorted(ferritin, reverse=True)
-    assert long_view.series["ferritin"].baseline.time == NOW - timedelta(hours=72)
-
-
-def _timeline_over(kind: str, panel: Panel, window: timedelta) -> Timeline:
-    resources = scenario_patient(kind, f"demo-{kind}", now=NOW)
-    observations = [r for r in resources if r["resourceType"] == "Observation"]
-    return build_recent_timeline(extract(observations, panel), now=NOW, window=window)
+def test_there_are_five_children_one_of_them_on_a_general_ward() -> None:
+    assert SCENARIO_KINDS == (
+        "hyperinflammatory",
+        "quiescent",
+        "missing-panel",
+        "resolving",
+        "general-ward",
+    )
 
 
 @pytest.mark.parametrize("kind", SCENARIO_KINDS)
-def test_scenario_patient_is_a_synthetic_child_in_an_open_picu_encounter(kind: str) -> None:
+def test_the_care_context_finds_the_ward_and_anchors_at_the_picu_admission(kind: str) -> None:
+    _, care = _context(kind, "demo-1")
+    gate = EXPECTED[kind][0]
+    assert care.gate is gate
+    if gate is GateOutcome.IN_PICU:
+        admitted = NOW - timedelta(hours=SCENARIOS[kind].admitted_hours_ago)
+        assert (care.anchor.source, care.anchor.time) == (AnchorSource.PICU_ADMISSION, admitted)
+
+
+@pytest.mark.parametrize("kind", [k for k in SCENARIO_KINDS if k != "general-ward"])
+def test_rules_v2_give_each_picu_child_its_pathway_and_persistence(kind: str, panel: Panel) -> None:
+    assessment = load_rules_v2_scorer().assess(_timeline(kind, panel))
+    _, pathway, persistence = EXPECTED[kind]
+    assert (assessment.pathway, assessment.persistence.state.value) == (pathway, persistence)
+
+
+def test_the_hyperinflammatory_child_is_high_early_and_still_high(panel: Panel) -> None:
+    assessment = load_rules_v2_scorer().assess(_timeline("hyperinflammatory", panel))
+    (first,) = assessment.persistence.earlier_high
+    assert first.phase.value == "early"
+    assert assessment.persistence.state is PersistenceState.PERSISTENT
+
+
+def test_the_resolving_child_was_high_three_days_ago_and_is_normal_now(panel: Panel) -> None:
+    timeline = _timeline("resolving", panel)
+    il6, ferritin = timeline.series["il6"], timeline.series["ferritin"]
+    assert (il6.first.value, ferritin.first.value) == (640.0, 5200.0)
+    assert il6.first.time == NOW - timedelta(hours=72)
+    assert il6.latest.value <= 5.0 and ferritin.latest.value < 500.0
+
+
+def test_the_missing_panel_child_has_crp_and_platelets_and_a_pending_cxcl9_order(
+    panel: Panel,
+) -> None:
+    resources = scenario_patient("missing-panel", "demo-7", now=NOW)
+    assert set(_timeline("missing-panel", panel).series) == {"crp", "platelets"}
+    orders = order_facts(_of_type(resources, "ServiceRequest"), panel, patient_id="demo-7").facts
+    assert [(order.analyte, order.status, order.intent) for order in orders] == [
+        ("cxcl9", "active", "order")
+    ]
+
+
+@pytest.mark.parametrize("kind", SCENARIO_KINDS)
+def test_scenario_child_is_synthetic_with_an_open_encounter_on_a_bed_in_its_ward(kind: str) -> None:
     resources = scenario_patient(kind, "demo-1", now=NOW)
-    patient, encounter = resources[0], resources[1]
-    born = date.fromisoformat(patient["birthDate"])
-    age_years = (NOW.date() - born).days / 365.25
+    patient, encounter, ward, bed = resources[:4]
+    age_years = (NOW.date() - date.fromisoformat(patient["birthDate"])).days / 365.25
     assert 2 <= age_years <= 12
     assert patient["name"][0]["family"] == "SYNTHETIC"
     assert encounter["status"] == "in-progress"
-    assert encounter["serviceType"]["coding"][0]["code"] == "PEDICU"
+    assert encounter["location"][0]["location"]["reference"] == f"Location/{bed['id']}"
+    assert bed["partOf"]["reference"] == f"Location/{ward['id']}"
+    assert ward["type"][0]["coding"][0]["code"] == SCENARIOS[kind].ward
     assert all(r["meta"]["tag"] == list(SYNTHETIC_TAGS) for r in resources)
-    observations = resources[2:]
-    assert {r["resourceType"] for r in observations} == {"Observation"}
+    observations = _of_type(resources, "Observation")
     assert {o["encounter"]["reference"] for o in observations} == {f"Encounter/{encounter['id']}"}
 
 
 @pytest.mark.parametrize("kind", SCENARIO_KINDS)
 def test_scenario_resources_are_valid_fhir_r4(kind: str) -> None:
-    patient, encounter, *observations = scenario_patient(kind, "demo-2", now=NOW)
-    Patient.model_validate(patient)
-    Encounter.model_validate(encounter)
-    for observation in observations:
-        Observation.model_validate(observation)
+    validators = {
+        "Patient": Patient,
+        "Encounter": Encounter,
+        "Location": Location,
+        "ServiceRequest": ServiceRequest,
+        "Observation": Observation,
+    }
+    for resource in scenario_patient(kind, "demo-2", now=NOW):
+        validators[resource["resourceType"]].model_validate(resource)
 
 
 def test_scenario_times_follow_now_and_its_offset(panel: Panel) -> None:
     later = datetime(2027, 1, 5, 8, 0, tzinfo=UTC)
     resources = scenario_patient("quiescent", "demo-3", now=later)
-    times = [o["effectiveDateTime"] for o in resources[2:]]
+    times = [o["effectiveDateTime"] for o in _of_type(resources, "Observation")]
     assert all(t.endswith("+00:00") for t in times)
     assert max(datetime.fromisoformat(t) for t in times) < later
-    assert set(_timeline("quiescent", panel, later).series) >= TIER_ONE | SEND_OUTS
+    assert _timeline("quiescent", panel, later).series["il6"].latest.time < later
 
 
 def test_unknown_scenario_kind_is_refused() -> None:

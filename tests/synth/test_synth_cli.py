@@ -28,12 +28,14 @@ def test_synth_writes_the_cohort_and_prints_where_and_how_many(
     assert names == {
         "Patient.ndjson",
         "Encounter.ndjson",
+        "Location.ndjson",
         "Observation.ndjson",
         "outcomes.csv",
         "data_card.md",
     }
     assert str(out) in printed.out
     assert "Patient.ndjson      12" in printed.out
+    assert "Location.ndjson     1" in printed.out
     observations = (out / "Observation.ndjson").read_text(encoding="utf-8").splitlines()
     assert f"Observation.ndjson  {len(observations)}" in printed.out
     assert printed.err == ""  # no progress bar when stderr is not a terminal
