@@ -1,17 +1,18 @@
-"""The demo: the service, a sandbox FHIR server and four synthetic patients.
+"""The demo: the service, a sandbox FHIR server and five synthetic children.
 
 Run it with `python3 dev.py demo` (or `picu-endotype-demo` in the development environment).
 
 The demo plays the EHR: it registers a throw-away ES384 key as a client, calls discovery, then
-calls patient-view for each synthetic patient (two with prefetch filled from the discovery
+calls patient-view for each synthetic child (three with prefetch filled from the discovery
 templates, two with `fhirAuthorization` so the service queries the FHIR server itself) and prints
-each card as text. Nothing it prints or logs contains a token.
+each card as text, its markdown detail with its length included. Four children are in the PICU
+(persistent, quiescent, missing panel with a pending order, resolving); the fifth is on a general
+ward and gets no card. Nothing it prints or logs contains a token.
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import secrets
 import signal
 import sys
@@ -49,6 +50,7 @@ DEMO_PATIENTS = (
     DemoPatient("quiescent", "demo-quiescent", QUERY),
     DemoPatient("missing-panel", "demo-missing-panel", PREFETCH),
     DemoPatient("resolving", "demo-resolving", QUERY),
+    DemoPatient("general-ward", "demo-general-ward", PREFETCH),
 )
 
 BANNER = (
@@ -70,45 +72,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def render_card(card: Mapping[str, Any]) -> list[str]:
-    """One card as readable text lines."""
+    """One card as readable text lines: the decision, its context, then the markdown detail."""
     assessment = card.get("extension", {}).get(ASSESSMENT_EXTENSION, {})
     scorer = assessment.get("scorer", {})
-    source = card.get("source", {}).get("label", "")
     pathway, endotype = assessment.get("pathway", "?"), assessment.get("endotype", "?")
     synthetic = " (model trained on SYNTHETIC data)" if scorer.get("syntheticTrainingData") else ""
+    context = assessment.get("context", {})
+    anchor = context.get("anchor", {})
+    persistence = (assessment.get("persistence") or {}).get("state", "-")
     lines = [
-        f"  Summary:   {card.get('summary', '')}",
-        f"  Pathway:   {pathway}   (endotype {endotype})",
-        f"  Scorer:    {scorer.get('id', '?')} v{scorer.get('version', '?')}{synthetic}",
-        f"  Source:    {source}",
+        f"  Summary:     {card.get('summary', '')}",
+        f"  Pathway:     {pathway}   (endotype {endotype}; persistence {persistence})",
+        f"  Anchor:      {anchor.get('source', '?')} {anchor.get('time', '?')}"
+        f" ({context.get('hours_since_anchor', '?')} h ago)",
+        f"  Scorer:      {scorer.get('id', '?')} v{scorer.get('version', '?')}{synthetic}",
         "  Markers:",
     ]
     markers = assessment.get("markers", {})
     lines += [f"    - {_marker_text(name, marker)}" for name, marker in markers.items()]
     lines += [] if markers else ["    (none)"]
-    trends = _trend_lines(card.get("detail", ""))
-    if trends:
-        lines += ["  Trends:", *(f"    - {line}" for line in trends)]
-    missing = ", ".join(assessment.get("missing", []))
-    lines.append(f"  Missing:   {missing or 'nothing'}")
+    lines.append(f"  Missing:     {', '.join(assessment.get('missing', [])) or 'nothing'}")
+    lines.append(f"  Pending:     {', '.join(assessment.get('pending', [])) or 'nothing'}")
     for suggestion in card.get("suggestions", []):
-        flag = " (recommended)" if suggestion.get("isRecommended") else ""
-        lines.append(f"  Suggests:  {suggestion.get('label', '')}{flag}")
+        lines.append(f"  Suggests:    {suggestion.get('label', '')}")
     for link in card.get("links", []):
-        lines.append(f"  Link:      {link.get('label', '')} <{link.get('url', '')}>")
+        lines.append(f"  Link:        {link.get('label', '')} <{link.get('url', '')}>")
+    detail = card.get("detail", "")
+    lines.append(f"  Detail ({len(detail)} characters):")
+    lines += [f"    | {line}" for line in detail.splitlines()]
     return lines
-
-
-def _trend_lines(detail: str) -> list[str]:
-    """`Marker: baseline … → latest …` for each marker whose detail shows a trend."""
-    trends, marker = [], ""
-    for line in detail.splitlines():
-        header = re.match(r"- \*\*(.+?)\*\*", line)
-        if header:
-            marker = header.group(1)
-        elif "→ latest" in line:
-            trends.append(f"{marker}: {line.strip().lstrip('- ').replace('`', '')}")
-    return trends
 
 
 def _marker_text(analyte: str, marker: Mapping[str, Any]) -> str:
@@ -126,7 +118,7 @@ def print_patient(patient: DemoPatient, cards: Sequence[Mapping[str, Any]]) -> N
     """The header for one patient, then each of its cards."""
     print(f"\n--- {patient.patient_id} (scenario: {patient.kind}; data by {patient.data_path}) ---")
     if not cards:
-        print("  (no card)")
+        print("  (no card: the service answers only for children in the PICU)")
     for card in cards:
         print("\n".join(render_card(card)))
 
@@ -135,7 +127,7 @@ def print_patient(patient: DemoPatient, cards: Sequence[Mapping[str, Any]]) -> N
 
 
 def load_demo_patients(fhir_base: str, now: datetime) -> None:
-    """PUT the four synthetic scenario patients into the FHIR server."""
+    """PUT the five synthetic scenario children into the FHIR server."""
     for patient in DEMO_PATIENTS:
         load_resources(fhir_base, scenario_patient(patient.kind, patient.patient_id, now=now))
 

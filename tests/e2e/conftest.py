@@ -26,7 +26,7 @@ from tests.support.tokens import SigningKey, fhir_authorization, jwks
 
 __all__ = ["ASSESSMENT_EXTENSION", "HookCaller"]
 
-SCENARIO_KINDS = ("hyperinflammatory", "quiescent", "missing-panel", "resolving")
+SCENARIO_KINDS = ("hyperinflammatory", "quiescent", "missing-panel", "resolving", "general-ward")
 
 SERVICE_BASE_URL = "https://cds.e2e.test"
 EHR_ISSUER = "https://ehr.e2e.test"

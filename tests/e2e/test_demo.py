@@ -21,7 +21,7 @@ EXPECTED_PATHWAYS = {
     "quiescent": "standard",
     "missing-panel": "insufficient-data",
     "resolving": "standard",
-}
+}  # the general-ward child gets no card
 
 
 def _demo_command() -> list[str]:
@@ -52,8 +52,15 @@ def test_demo_once_prints_each_synthetic_patients_card_and_exits_cleanly(
     assert set(sections) == {patient.patient_id for patient in DEMO_PATIENTS}
     for patient in DEMO_PATIENTS:
         section = sections[patient.patient_id]
-        assert f"Pathway:   {EXPECTED_PATHWAYS[patient.kind]}" in section
+        if patient.kind not in EXPECTED_PATHWAYS:
+            assert "(no card: the service answers only for children in the PICU)" in section
+            continue
+        assert f"Pathway:     {EXPECTED_PATHWAYS[patient.kind]}" in section
         assert "Summary:" in section
+        detail_length = int(re.search(r"Detail \((\d+) characters\)", section).group(1))
+        assert 0 < detail_length <= 1500
+    assert "persistence persistent" in sections["demo-hyperinflammatory"]
+    assert "persistence resolving" in sections["demo-resolving"]
     assert "/ui/" in output
     assert not JWT_SHAPE.search(output + completed.stderr)
 
@@ -92,15 +99,20 @@ def test_demo_waits_for_ctrl_c_then_stops_the_service_and_the_fhir_server(
 def test_rendered_card_shows_markers_missing_suggestions_links_and_synthetic_model() -> None:
     card = {
         "summary": "Immune pattern: insufficient data",
-        "detail": "- **Ferritin**: `900 ng/mL`\n  - baseline `400 ng/mL` (t0) → latest `900 ng/mL`",
+        "detail": "**Insufficient data**\n\nMissing: IL-6.",
         "source": {"label": "picu-endotype"},
-        "suggestions": [{"label": "Consider ordering: Interleukin-6", "isRecommended": True}],
+        "suggestions": [{"label": "Consider ordering: Interleukin-6"}],
         "links": [{"label": "Model card", "url": "https://cds.test/model-card"}],
         "extension": {
             ASSESSMENT_EXTENSION: {
                 "pathway": "insufficient-data",
                 "endotype": "undetermined",
                 "scorer": {"id": "m", "version": "2", "syntheticTrainingData": True},
+                "context": {
+                    "anchor": {"source": "picu-admission", "time": "2026-01-01T00:00:00Z"},
+                    "hours_since_anchor": 27.0,
+                },
+                "persistence": {"state": "unknown"},
                 "markers": {
                     "ferritin": {
                         "value": 900.0,
@@ -110,17 +122,21 @@ def test_rendered_card_shows_markers_missing_suggestions_links_and_synthetic_mod
                     }
                 },
                 "missing": ["il6"],
+                "pending": ["cxcl9"],
             }
         },
     }
     text = "\n".join(render_card(card))
-    assert "Pathway:   insufficient-data" in text
+    assert "Pathway:     insufficient-data   (endotype undetermined; persistence unknown)" in text
+    assert "Anchor:      picu-admission 2026-01-01T00:00:00Z (27.0 h ago)" in text
     assert "m v2 (model trained on SYNTHETIC data)" in text
     assert "ferritin: 900 ng/mL at 2026-01-02T03:04:05Z (http://loinc.org|2276-4)" in text
-    assert "Ferritin: baseline 400 ng/mL (t0) → latest 900 ng/mL" in text
-    assert "Missing:   il6" in text
-    assert "Consider ordering: Interleukin-6 (recommended)" in text
+    assert "Missing:     il6" in text and "Pending:     cxcl9" in text
+    assert "Suggests:    Consider ordering: Interleukin-6" in text
     assert "Model card <https://cds.test/model-card>" in text
+    assert (
+        "Detail (37 characters):\n    | **Insufficient data**\n    | \n    | Missing: IL-6." in text
+    )
 
 
 def test_render_card_says_when_a_unit_was_assumed():

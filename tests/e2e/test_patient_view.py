@@ -1,33 +1,37 @@
-"""patient-view end to end: the service reads synthetic patients from a real FHIR server."""
+"""patient-view end to end: the service reads synthetic children from a real FHIR server, by its
+own queries and from prefetch filled with its discovery templates: gate, anchor, persistence."""
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
-from cds_service.settings import Settings
 from devtools import SandboxFhir, build_prefetch
+from model.synth.scenarios import SCENARIOS
 from tests.support.hook_caller import hook_request
 from tests.support.tokens import SigningKey
 
 from .conftest import ASSESSMENT_EXTENSION, EHR_ISSUER, SERVICE_BASE_URL, HookCaller, e2e_settings
 
-IL6_LOINC = "26881-3"
-EXPECTED_PATHWAYS = [
-    ("hyperinflammatory", "biomarker-guided"),
-    ("quiescent", "standard"),
-    ("missing-panel", "insufficient-data"),
-    ("resolving", "standard"),
-]
+EXPECTED = {  # kind -> (pathway, persistence)
+    "hyperinflammatory": ("biomarker-guided", "persistent"),
+    "quiescent": ("standard", "never-high"),
+    "missing-panel": ("insufficient-data", "unknown"),
+    "resolving": ("standard", "resolving"),
+}
+FORMS = ("query", "prefetch")
+
+
+def _cards(response: Any) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()["cards"]
 
 
 def _only_card(response: Any) -> dict[str, Any]:
-    assert response.status_code == 200, response.get_data(as_text=True)
-    (card,) = response.get_json()["cards"]
+    (card,) = _cards(response)
     return card
 
 
@@ -40,69 +44,87 @@ def _without_uuids(value: Any) -> Any:
     return value
 
 
-def _il6_in_window(resources: list[dict[str, Any]], now: datetime) -> list[float]:
-    """IL-6 values of a scenario inside the default look-back window, oldest first."""
-    window_start = now - timedelta(hours=Settings().window_hours)
-    timed = [
-        (datetime.fromisoformat(r["effectiveDateTime"]), r["valueQuantity"]["value"])
-        for r in resources
-        if r["resourceType"] == "Observation"
-        and any(c["code"] == IL6_LOINC for c in r["code"]["coding"])
-    ]
-    return [value for when, value in sorted(timed) if when >= window_start]
-
-
-@pytest.mark.parametrize(("kind", "pathway"), EXPECTED_PATHWAYS)
-def test_direct_queries_to_the_fhir_server_give_each_scenario_its_pathway(
-    hook_caller: HookCaller,
-    scenario_patients: dict[str, str],
-    fhir_access: dict[str, Any],
-    kind: str,
-    pathway: str,
-) -> None:
-    card = _only_card(hook_caller.call(hook_request(scenario_patients[kind], **fhir_access)))
-    assert card["extension"][ASSESSMENT_EXTENSION]["pathway"] == pathway
-
-
-def test_missing_panel_card_names_il6_and_ferritin_as_missing(
-    hook_caller: HookCaller, scenario_patients: dict[str, str], fhir_access: dict[str, Any]
-) -> None:
-    patient_id = scenario_patients["missing-panel"]
-    card = _only_card(hook_caller.call(hook_request(patient_id, **fhir_access)))
-    assert {"il6", "ferritin"} <= set(card["extension"][ASSESSMENT_EXTENSION]["missing"])
-
-
-def test_resolving_card_shows_the_il6_trend_from_baseline_to_latest_in_the_detail(
-    hook_caller: HookCaller,
-    scenario_patients: dict[str, str],
-    scenario_resources: dict[str, list[dict[str, Any]]],
-    scenario_now: datetime,
-    fhir_access: dict[str, Any],
-) -> None:
-    values = _il6_in_window(scenario_resources["resolving"], scenario_now)
-    assert len(values) >= 2 and values[0] > values[-1]  # the scenario: IL-6 falling in the window
-    card = _only_card(hook_caller.call(hook_request(scenario_patients["resolving"], **fhir_access)))
-    trend = re.compile(rf"baseline `{values[0]:g} pg/mL` \([^)]*\) → latest `{values[-1]:g} pg/mL`")
-    assert trend.search(card["detail"]), card["detail"]
-
-
-@pytest.mark.parametrize("kind", [kind for kind, _ in EXPECTED_PATHWAYS])
-def test_prefetch_from_the_discovery_templates_gives_the_same_card_as_direct_queries(
+@pytest.fixture
+def call(
     hook_caller: HookCaller,
     discovery_templates: dict[str, str],
     sandbox_fhir: SandboxFhir,
     scenario_patients: dict[str, str],
     fhir_access: dict[str, Any],
-    kind: str,
+):
+    """Call patient-view for one child in one form: direct queries, or prefetch from templates."""
+
+    def calling(kind: str, form: str) -> Any:
+        patient_id = scenario_patients[kind]
+        if form == "query":
+            return hook_caller.call(hook_request(patient_id, **fhir_access))
+        context = {"patientId": patient_id}
+        prefetch = build_prefetch(sandbox_fhir.base_url, discovery_templates, context)
+        assert all(value is not None for value in prefetch.values())
+        return hook_caller.call(hook_request(patient_id, prefetch=prefetch))
+
+    return calling
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_each_picu_child_gets_its_pathway_and_persistence(call, kind: str, form: str) -> None:
+    extension = _only_card(call(kind, form))["extension"][ASSESSMENT_EXTENSION]
+    assert (extension["pathway"], extension["persistence"]["state"]) == EXPECTED[kind]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_the_child_on_a_general_ward_gets_no_card(call, form: str) -> None:
+    assert _cards(call("general-ward", form)) == []
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_the_anchor_is_the_picu_admission_from_the_location_entry(
+    call, kind: str, form: str
 ) -> None:
-    patient_id = scenario_patients[kind]
-    prefetch = build_prefetch(sandbox_fhir.base_url, discovery_templates, {"patientId": patient_id})
-    assert all(value is not None for value in prefetch.values())
-    with_prefetch = _only_card(hook_caller.call(hook_request(patient_id, prefetch=prefetch)))
-    with_queries = _only_card(hook_caller.call(hook_request(patient_id, **fhir_access)))
+    context = _only_card(call(kind, form))["extension"][ASSESSMENT_EXTENSION]["context"]
+    assert context["in_picu"] is True
+    assert context["anchor"]["source"] == "picu-admission"
+    admitted = SCENARIOS[kind].admitted_hours_ago
+    assert context["hours_since_anchor"] == pytest.approx(admitted, abs=0.2)
+    assert context["encounter"].startswith("Encounter/e2e-")
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED))
+def test_prefetch_from_the_discovery_templates_gives_the_same_card_as_direct_queries(
+    call, kind: str
+) -> None:
+    with_prefetch, with_queries = (
+        _only_card(call(kind, "prefetch")),
+        _only_card(call(kind, "query")),
+    )
     assert json.dumps(_without_uuids(with_prefetch), sort_keys=True) == json.dumps(
         _without_uuids(with_queries), sort_keys=True
     )
+
+
+def test_the_persistent_child_card_leads_with_persistence_and_shows_since_when(call) -> None:
+    card = _only_card(call("hyperinflammatory", "query"))
+    assert card["detail"].startswith("**Persistent IL-6/IFN-γ-high pattern**")
+    assert re.search(r"\*\*High since\*\* .*, early window: IL-6 `820 pg/mL`", card["detail"])
+    assert len(card["detail"]) <= 1500
+
+
+def test_the_resolving_child_card_says_resolving_and_shows_the_earlier_values(call) -> None:
+    card = _only_card(call("resolving", "query"))
+    assert card["summary"].startswith("Resolving:")
+    earlier = next(line for line in card["detail"].splitlines() if "**Earlier high**" in line)
+    assert "IL-6 `640 pg/mL`" in earlier and "Ferritin `5,200 ng/mL`" in earlier
+
+
+def test_the_missing_panel_child_shows_the_pending_order_and_is_not_offered_it(call) -> None:
+    card = _only_card(call("missing-panel", "prefetch"))
+    extension = card["extension"][ASSESSMENT_EXTENSION]
+    assert extension["pending"] == ["cxcl9"]
+    assert {"il6", "ferritin"} <= set(extension["missing"])
+    assert "Ordered, pending: CXCL9." in card["detail"]
+    assert "CXCL9" not in card["suggestions"][0]["label"]
 
 
 @pytest.fixture(scope="module")
@@ -117,16 +139,16 @@ def model_hook_caller(
     return HookCaller(app.test_client(), ehr_key, EHR_ISSUER, SERVICE_BASE_URL)
 
 
-@pytest.mark.parametrize("kind", ["hyperinflammatory", "quiescent"])
-def test_packaged_model_card_says_it_was_trained_on_synthetic_data(
+@pytest.mark.parametrize("kind", ["hyperinflammatory", "quiescent", "resolving"])
+def test_the_packaged_model_agrees_and_says_it_was_trained_on_synthetic_data(
     model_hook_caller: HookCaller,
     scenario_patients: dict[str, str],
     fhir_access: dict[str, Any],
     kind: str,
 ) -> None:
     card = _only_card(model_hook_caller.call(hook_request(scenario_patients[kind], **fhir_access)))
-    scorer = card["extension"][ASSESSMENT_EXTENSION]["scorer"]
-    assert scorer["kind"] == "model"
-    assert scorer["syntheticTrainingData"] is True
-    assert "SYNTHETIC" in card["detail"]
+    extension = card["extension"][ASSESSMENT_EXTENSION]
+    assert (extension["pathway"], extension["persistence"]["state"]) == EXPECTED[kind]
+    assert extension["scorer"]["syntheticTrainingData"] is True
+    assert card["detail"].startswith("**SYNTHETIC-data model: not for clinical use.**")
     assert "synthetic" in card["summary"].lower()
