@@ -36,19 +36,6 @@ from model.states import (
 DETAIL_MAX_CHARS = 1500
 OMITTED = "(Other values and findings left out to fit: see the card's extension.)"
 MODEL_CARD_LINK = "Rules, thresholds, sources, limitations"
-ANALYTE_LABELS = {
-    "il6": "IL-6",
-    "ifng": "IFN-γ",
-    "cxcl9": "CXCL9",
-    "ferritin": "Ferritin",
-    "crp": "CRP",
-    "lymphocytes": "Lymphocytes",
-    "platelets": "Platelets",
-    "lactate": "Lactate",
-    "procalcitonin": "Procalcitonin",
-    "sil2r": "sIL-2R",
-    "il10": "IL-10",
-}
 ANCHOR_LABELS = {
     AnchorSource.CONDITION: "recorded onset",
     AnchorSource.PHOENIX: "Phoenix onset",
@@ -142,15 +129,11 @@ class _Page:
         return fmt.when(moment, self.timeline.now, self.zone)
 
 
-def _label_of(result: Measurement) -> str:
-    """The short card name of a result's analyte."""
-    return ANALYTE_LABELS.get(result.analyte, result.analyte)
-
-
 def label(panel: Panel, analyte: str) -> str:
-    """The short name of an analyte on cards."""
+    """The analyte's panel label, capitalised to start a line ("Ferritin", "IL-6")."""
     spec = panel.analytes.get(analyte)
-    return ANALYTE_LABELS.get(analyte) or (spec.display if spec else analyte)
+    text = spec.label if spec is not None else analyte
+    return text[:1].upper() + text[1:]
 
 
 def detail(
@@ -358,14 +341,14 @@ def _earlier_section(page: _Page) -> list[str]:
 def _sample_values(page: _Page, sample: SampleState) -> str:
     """An earlier sample's axis values (marked ones flagged) and the ferritin and CRP beside it."""
     values = [
-        f"{_label_of(j.measurement)} {fmt.code(fmt.quantity(j.measurement))}"
+        f"{label(page.panel, j.measurement.analyte)} {fmt.code(fmt.quantity(j.measurement))}"
         for axis in sample.axes
         for j in axis.judgements
     ]
     for analyte in () if page.compact else page.assessment.required:
         beside = _beside(page.timeline, analyte, sample.time)
         if beside is not None and analyte not in page.assessment.axis_analytes:
-            values.append(f"{_label_of(beside)} {fmt.code(fmt.quantity(beside))}")
+            values.append(f"{label(page.panel, beside.analyte)} {fmt.code(fmt.quantity(beside))}")
     return ", ".join(values)
 
 

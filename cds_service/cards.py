@@ -14,7 +14,7 @@ from typing import Any
 from uuid import uuid4
 
 from cds_service import card_text as fmt
-from cds_service.card_detail import ANALYTE_LABELS, ChartContext, detail, label
+from cds_service.card_detail import ChartContext, detail, label
 from cds_service.settings import Settings
 from fhir_mappings.emit import service_request_for
 from fhir_mappings.measurement import Measurement
@@ -85,7 +85,7 @@ def summary(assessment: Assessment, panel: Panel, pending: frozenset[str] = froz
     if assessment.kind is None:
         text = _v1_summary(assessment, panel, qualifier, pending)
     elif assessment.kind is DecisionKind.HIGH:
-        marked = _marked_names(assessment.current)
+        marked = _marked_names(assessment.current, panel)
         text = f"{_high_prefix(assessment)}: {marked} markedly raised {qualifier}"
     elif assessment.kind is DecisionKind.DISCORDANT:
         text = f"{assessment.reasons[0]}: no IL-6/IFN-γ pattern can be assessed {qualifier}"
@@ -111,18 +111,13 @@ def _high_prefix(assessment: Assessment) -> str:
     return HIGH_PREFIX.get(state, "IL-6/IFN-γ-high pattern")
 
 
-def _marked_names(sample: SampleState | None) -> str:
+def _marked_names(sample: SampleState | None, panel: Panel) -> str:
     """The analytes markedly raised at a sample, e.g. 'IL-6 and CXCL9'."""
     judgements = [j for axis in (sample.axes if sample else ()) for j in axis.judgements]
-    names = list(dict.fromkeys(_short(j) for j in judgements if j.marked))
+    names = list(dict.fromkeys(label(panel, j.measurement.analyte) for j in judgements if j.marked))
     if len(names) > 1:
         return f"{', '.join(names[:-1])} and {names[-1]}"
     return names[0] if names else "IL-6 and the IFN-γ axis"
-
-
-def _short(judgement: Judgement) -> str:
-    """The short name of a judged result's analyte."""
-    return ANALYTE_LABELS.get(judgement.measurement.analyte, judgement.measurement.analyte)
 
 
 def _not_high_text(assessment: Assessment) -> str:
@@ -147,7 +142,7 @@ def _insufficient_summary(
     if assessment.kind is DecisionKind.PRE_ANCHOR_ONLY:
         return f"{prefix}IL-6/IFN-γ results only from before onset{suffix}"
     if assessment.kind is DecisionKind.UNPAIRED_MARKED:
-        marked = _marked_names(assessment.current)
+        marked = _marked_names(assessment.current, panel)
         return f"{prefix}{marked} markedly raised, partner axis not measured{suffix}"
     names = [label(panel, a) for a in assessment.missing if a not in pending]
     ordered = [label(panel, a) for a in assessment.missing if a in pending]

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fhir_mappings.panel import Panel, load_panel
 from model.rules import Criterion
 
 RULES_V2_PATH = Path(__file__).with_name("rules_v2.toml")
@@ -164,7 +165,7 @@ class RuleSetV2(_Frozen):
     pairing_hours: float = Field(gt=0)
     persistence_gap_hours: float = Field(gt=0)
     required: tuple[str, ...]
-    labels: dict[str, str]
+    labels: dict[str, str] = Field(default_factory=dict)  # from the panel at load, not the file
     limitations: tuple[str, ...] = Field(min_length=1)
     study: Source
     axes: tuple[Axis, Axis]
@@ -174,7 +175,7 @@ class RuleSetV2(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleSetV2:
-        """Unique ids, a marker for every axis analyte, labels for every analyte read."""
+        """Unique ids and a marker for every axis analyte."""
         ids = [axis.id for axis in self.axes] + [f.id for f in self.findings]
         ids.append(self.ferritin_fall.id)
         if len(ids) != len(set(ids)):
@@ -182,10 +183,20 @@ class RuleSetV2(_Frozen):
         unmarked = set(self.axis_analytes) - set(self.markers)
         if unmarked or set(self.markers) - set(self.axis_analytes):
             raise ValueError("every axis analyte needs exactly one marker table")
-        unlabelled = set(self.analytes) - set(self.labels)
-        if unlabelled:
-            raise ValueError(f"analytes without a label: {sorted(unlabelled)}")
         return self
+
+    def check_vocabulary(self, panel: Panel) -> None:
+        """Refuse an analyte the panel does not know, or a value not in its canonical unit."""
+        units = [(analyte, marker.unit) for analyte, marker in self.markers.items()]
+        units += [(c.analyte, c.unit) for finding in self.findings for c in finding.criteria]
+        units.append((self.ferritin_fall.analyte, self.ferritin_fall.unit))
+        units += [(analyte, None) for analyte in self.analytes]
+        for analyte, unit in units:
+            if analyte not in panel.analytes:
+                raise ValueError(f"rule set {self.id}: {analyte!r} is not a panel analyte")
+            canonical = panel.analytes[analyte].unit
+            if unit is not None and unit != canonical:
+                raise ValueError(f"rule set {self.id}: {analyte} in {unit}, not in {canonical}")
 
     @property
     def axis_analytes(self) -> tuple[str, ...]:
@@ -207,8 +218,11 @@ class RuleSetV2(_Frozen):
         return next(f for f in self.findings if f.id == finding_id)
 
 
-def load_rules_v2(path: Path | None = None) -> tuple[RuleSetV2, str]:
-    """Read and validate a v2 rule file (the packaged one by default) and its sha256."""
+def load_rules_v2(path: Path | None = None, panel: Panel | None = None) -> tuple[RuleSetV2, str]:
+    """Read a v2 rule file (the packaged one by default), check it against the panel, name its
+    analytes by their panel labels, and return it with its sha256."""
+    panel = panel or load_panel()
     data = (path or RULES_V2_PATH).read_bytes()
     rule_set = RuleSetV2.model_validate(tomllib.loads(data.decode("utf-8")))
-    return rule_set, hashlib.sha256(data).hexdigest()
+    rule_set.check_vocabulary(panel)
+    return rule_set.model_copy(update={"labels": panel.labels}), hashlib.sha256(data).hexdigest()

@@ -275,3 +275,26 @@ def test_the_ferritin_only_child_shows_its_findings_under_both_scorers(rules, mo
     for found in (rules.assess(timeline), model.assess(timeline)):
         assert finding(found, "hyperferritinaemia").met and finding(found, "mals-ferritin").met
         assert found.endotype is Endotype.UNDETERMINED
+
+
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (lambda d: d["findings"][0]["criteria"][0].update(analyte="il18"), "not a panel analyte"),
+        (lambda d: d["markers"]["il6"].update(unit="ng/L"), "not in pg/mL"),
+        (lambda d: d["ferritin_fall"].update(unit="ug/L"), "not in ng/mL"),
+    ],
+)
+def test_a_rule_file_outside_the_panels_vocabulary_is_refused(break_it, message):
+    from fhir_mappings.panel import load_panel
+
+    data = rule_data()
+    break_it(data)
+    with pytest.raises(ValueError, match=message):
+        RuleSetV2.model_validate(data).check_vocabulary(load_panel())
+
+
+def test_rules_v2_name_analytes_by_their_panel_labels(rules):
+    from fhir_mappings.panel import load_panel
+
+    assert rules.rule_set.labels == load_panel().labels
