@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -18,7 +18,7 @@ from cds_service.storage import Database
 from cds_service.storage.schema import audit_record
 from devtools.sandbox_postgres import PostgresServer
 from tests.cds_service.conftest import CLIENT_ISS, PUBLIC_BASE_URL, MakeSettings
-from tests.cds_service.fhir_data import full_prefetch, patient, years_before
+from tests.cds_service.fhir_data import full_prefetch, patient, searchset, stay, years_before
 from tests.cds_service.test_hooks import PATIENT_ID, _observations
 from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request
 from tests.support.tokens import SigningKey
@@ -83,6 +83,37 @@ def test_each_card_returned_has_one_audit_record_with_its_basis(
     identifying = {key: value for key, value in record.items() if key not in ("inputs",)}
     assert PATIENT_ID not in repr(identifying) and "enc-1" not in repr(record)
     assert record["patient"] != record["encounter"]
+
+
+def test_the_audit_record_holds_the_gate_the_anchor_and_the_persistence(
+    app: Flask, caller: HookCaller, settings: Settings
+):
+    caller.call(_full_body(app))
+
+    [record] = _records(settings)
+    assert record["gate_reason"] == "in-picu"
+    assert record["anchor"]["source"] == "picu-admission"
+    assert set(record["anchor"]) == {"time", "source"}  # never the detail, which names ids
+    assert record["persistence"] in {"single-sample", "new", "persistent", "never-high"}
+
+
+def test_a_child_outside_the_picu_is_audited_with_the_gates_reason_and_no_card(
+    app: Flask, caller: HookCaller, settings: Settings
+):
+    body = _full_body(app)
+    now = datetime.now(UTC)
+    ward = stay(PATIENT_ID, now - timedelta(hours=30), role="PEDU")
+    body["prefetch"]["encounters"] = searchset(ward)
+
+    assert caller.call(body).get_json() == {"cards": []}
+    [record] = _records(settings)
+    assert (record["outcome"], record["gate_reason"], record["returned"]) == (
+        "not-in-picu",
+        "not-in-picu",
+        False,
+    )
+    assert record["card_uuid"] is None and record["anchor"] is None
+    assert "enc-1" not in repr(record)
 
 
 def test_a_failed_hook_is_audited_without_a_card(caller: HookCaller, settings: Settings):

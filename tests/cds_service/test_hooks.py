@@ -284,7 +284,7 @@ def test_each_hook_writes_one_audit_line_without_patient_values(
     assert "iss=https://ehr.test" in lines[0]
     assert re.search(r"duration_ms=\d+", lines[0])
     assert "sources=prefetch:3,prefetch:empty:1 " in lines[0]  # no orders: an empty Bundle
-    assert "outcome=standard gate=in-picu anchor=picu-admission " in lines[0]
+    assert "outcome=card pathway=standard gate=in-picu anchor=picu-admission " in lines[0]
     assert PATIENT_ID not in lines[0]
     assert "1200" not in lines[0]
 
@@ -406,7 +406,7 @@ def test_a_child_outside_the_picu_gets_no_card_and_the_audit_says_why(
     with caplog.at_level(logging.INFO, logger="picu_endotype.audit"):
         response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
     assert _assert_conformant(response) == []
-    assert f"outcome={gate} gate={gate} " in _audit_line(caplog)
+    assert f"outcome={gate} pathway=none gate={gate} anchor=None " in _audit_line(caplog)
 
 
 def test_an_encounter_id_in_context_must_be_the_childs_in_progress_picu_encounter(
