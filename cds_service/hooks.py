@@ -7,7 +7,6 @@ configured scorer assess it, and return the card. Only `gather` does I/O.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -40,6 +39,7 @@ from cds_service.models import HookRequest, HookResponse, PatientViewContext
 from cds_service.settings import Settings
 from cds_service.state import app_state
 from fhir_mappings.gather import DataUnavailable, FhirAccess, PatientData, gather_patient_data
+from fhir_mappings.limits import JsonTooDeep, loads_bounded
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel
 from fhir_mappings.patient import age_in_years
@@ -89,9 +89,12 @@ def read_json_body() -> Any:
     if not request.is_json:
         raise UnsupportedMediaType("The request body must be sent as application/json.")
     body = read_body()
+    max_depth = app_state().settings.limits.max_json_depth
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return loads_bounded(body, max_depth)
+    except JsonTooDeep:
+        raise MalformedJson(f"The request body nests deeper than {max_depth} levels.") from None
+    except ValueError:  # UnicodeDecodeError is a ValueError
         raise MalformedJson("The request body is not valid JSON.") from None
 
 
@@ -166,6 +169,7 @@ class HookEngine:
         extraction = extract(data.observations, self.panel, patient_id=context.patientId)
         window = timedelta(hours=self.settings.window_hours)
         timeline = build_timeline(extraction, now=now, window=window)
+        _check_deadline(data)
         return timeline, self.scorer.assess(timeline)
 
     def gather(self, hook_request: HookRequest, client: CdsClient) -> PatientData:
@@ -178,6 +182,7 @@ class HookEngine:
                 self.templates,
                 access,
                 self.settings.fhir,
+                limits=self.settings.limits,
             )
         except DataUnavailable as error:
             raise PreconditionFailed(f"The patient's data could not be obtained: {error}") from None
@@ -195,6 +200,15 @@ class HookEngine:
         except FhirServerNotAllowed as refusal:
             raise FhirServerRefused(f"{refusal}; nothing was sent to it.") from None
         return FhirAccess(server, token)
+
+
+def _check_deadline(data: PatientData) -> None:
+    """412 when queried data was mapped only after the FHIR deadline (it covers the mapping too)."""
+    if data.deadline is not None and time.monotonic() > data.deadline:
+        raise PreconditionFailed(
+            "The patient's data could not be obtained: the FHIR server's data could not be "
+            "read and mapped within the deadline."
+        )
 
 
 def init_app(app: Flask) -> None:

@@ -23,12 +23,14 @@ from pydantic_settings import (
 )
 
 from fhir_mappings.config import FhirSettings, LocalCode
+from fhir_mappings.limits import LimitSettings
 
 __all__ = [
     "CONFIG_FILE_ENV",
     "ENV_PREFIX",
     "ClientSettings",
     "FhirSettings",
+    "LimitSettings",
     "LocalCode",
     "PathwaySettings",
     "Settings",
@@ -107,6 +109,7 @@ class Settings(BaseSettings):
     local_codes: list[LocalCode] = Field(default_factory=list)
     window_hours: float = Field(48.0, gt=0)
     max_age_years: float | None = Field(18.0, gt=0)  # "none": no age gate
+    limits: LimitSettings = Field(default_factory=LimitSettings)  # reply sizes, nesting, JWKS
 
     # --- decision and cards ---
     scorer: Literal["rules", "model"] = "rules"

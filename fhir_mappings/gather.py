@@ -2,8 +2,10 @@
 
 `gather_patient_data` classifies every prefetch key with the decision table in
 `fhir_mappings.prefetch`, queries the keys that need it in parallel under one overall deadline,
-and returns plain dicts. It raises `DataUnavailable` (the web layer answers 412) when required data
-cannot be obtained, and `ValueError` (400) for a malformed prefetch value or context id.
+and returns plain dicts. At the deadline (or at the first failure) every query still running is
+stopped, so no query thread outlives its hook. It raises `DataUnavailable` (the web layer
+answers 412) when required data cannot be obtained, and `ValueError` (400) for a malformed
+prefetch value or context id.
 """
 
 from __future__ import annotations
@@ -19,17 +21,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_mappings.client import (
+    CallGuard,
     FhirBadResponse,
     FhirClient,
     FhirError,
     FhirNotFound,
+    FhirReplyTooDeep,
+    FhirReplyTooLarge,
     FhirTimeout,
     FhirUnauthorized,
     FhirUnavailable,
+    ReplyLimits,
     entry_resources,
     thread_session,
 )
 from fhir_mappings.config import FhirSettings
+from fhir_mappings.limits import LimitSettings
 from fhir_mappings.prefetch import (
     MalformedPrefetch,
     PrefetchState,
@@ -45,6 +52,7 @@ logger = logging.getLogger(__name__)
 Resource = dict[str, Any]
 Job = Callable[[FhirClient], list[Resource]]
 INCOMPLETE = ":incomplete"  # appended to a source when a next page was left unread
+STOP_GRACE_SECONDS = 0.1  # how long stopped queries get to finish before their pool is retired
 
 _SOURCES = {
     PrefetchState.ABSENT: "query",
@@ -61,6 +69,8 @@ _REASONS: tuple[tuple[type[FhirError], str], ...] = (
     (FhirTimeout, "the FHIR server did not answer in time"),
     (FhirUnavailable, "the FHIR server is unavailable"),
     (FhirNotFound, "the FHIR server does not support the search"),
+    (FhirReplyTooLarge, "the FHIR server's reply was larger than this service accepts"),
+    (FhirReplyTooDeep, "the FHIR server's reply was nested too deeply"),
     (FhirBadResponse, "the FHIR server answered with unusable data"),
 )
 
@@ -81,8 +91,12 @@ class PatientData:
     observations: tuple[Resource, ...]
     # prefetch key -> "prefetch", "prefetch:null", "prefetch:empty", "prefetch+query:next-pages",
     # "query", "query:after-operation-outcome", "query:not-found"; "…:incomplete" when a next
-    # page was left unread (max_pages reached, or a next link outside the FHIR base URL)
+    # page was left unread (max_pages reached, a next link outside the FHIR base URL, or a next
+    # page larger than the reply cap)
     sources: Mapping[str, str]
+    # time.monotonic() by which the hook must have mapped this data, when the FHIR server was
+    # queried (the query deadline also covers parsing and mapping); None for prefetch only
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,7 @@ def gather_patient_data(
     access: FhirAccess | None,
     fhir: FhirSettings,
     *,
+    limits: LimitSettings | None = None,
     client_factory: Callable[..., FhirClient] = FhirClient,
 ) -> PatientData:
     """The patient and panel Observations from prefetch, querying what prefetch lacks."""
@@ -123,12 +138,17 @@ def gather_patient_data(
         for key, state in states.items()
         if state.needs_query or state is PrefetchState.PAGED
     }
-    fetched = _run_jobs(jobs, access, fhir, client_factory) if jobs else {}
+    deadline = time.monotonic() + fhir.deadline_seconds if jobs else None
+    fetched = (
+        _run_jobs(jobs, access, fhir, limits or LimitSettings(), deadline, client_factory)
+        if deadline is not None
+        else {}
+    )
     by_key = {key: [*prefetched[key], *_resources(fetched.get(key))] for key in templates}
     sources = _sources(states, templates, by_key)
     for key in (key for key, result in fetched.items() if not result.complete):
         sources[key] += INCOMPLETE
-    return _patient_data(templates, by_key, sources)
+    return _patient_data(templates, by_key, sources, deadline)
 
 
 def _resources(fetched: Fetched | None) -> list[Resource]:
@@ -214,13 +234,16 @@ def _run_jobs(
     jobs: Mapping[str, Job],
     access: FhirAccess | None,
     fhir: FhirSettings,
+    limits: LimitSettings,
+    deadline: float,
     client_factory: Callable[..., FhirClient],
 ) -> dict[str, Fetched]:
     """Run every key's FHIR call in parallel under one deadline; DataUnavailable on any failure."""
     if access is None:
         raise DataUnavailable(tuple(jobs), "no FHIR server access for data not in prefetch")
     base_url, token = access.base_url, access.access_token
-    deadline = time.monotonic() + fhir.deadline_seconds
+    guard = CallGuard(deadline)
+    reply_limits = ReplyLimits(limits.max_reply_bytes, limits.max_json_depth)
 
     def run(job: Job) -> Fetched:
         """One job on a client over this thread's own pooled session (never shared by threads)."""
@@ -231,6 +254,8 @@ def _run_jobs(
             max_pages=fhir.max_pages,
             deadline=deadline,
             session=thread_session(),
+            limits=reply_limits,
+            guard=guard,
         ) as client:
             return Fetched(job(client), complete=client.pages_not_followed == 0)
 
@@ -238,11 +263,23 @@ def _run_jobs(
     futures = {executor.submit(run, job): key for key, job in jobs.items()}
     left = max(0.0, deadline - time.monotonic())
     done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
-    still_running = [future for future in pending if not future.cancel()]
-    if still_running:
-        _QUERY_THREADS.discard(executor)
+    _stop(guard, executor, pending)
     _raise_for_failures(futures, done, pending)
     return {futures[future]: future.result() for future in done}
+
+
+def _stop(guard: CallGuard, executor: ThreadPoolExecutor, pending: set[Future[Fetched]]) -> None:
+    """Stop the queries still queued or running; retire the pool if one does not stop at once."""
+    guard.cancel()
+    still_running = [future for future in pending if not future.cancel()]
+    if not still_running:
+        return
+    _, unfinished = wait(still_running, timeout=STOP_GRACE_SECONDS)
+    if unfinished:
+        logger.warning(
+            "%d FHIR queries did not stop at once; their threads are retired", len(unfinished)
+        )
+        _QUERY_THREADS.discard(executor)
 
 
 def _raise_for_failures(
@@ -290,6 +327,7 @@ def _patient_data(
     templates: Mapping[str, str],
     by_key: Mapping[str, list[Resource]],
     sources: Mapping[str, str],
+    deadline: float | None,
 ) -> PatientData:
     """Pick the patient read and the Observation searches, skipping resources of other types."""
     patient: Resource | None = None
@@ -304,7 +342,7 @@ def _patient_data(
         elif resource_type == "Observation":
             observations.update((_identity(r), r) for r in wanted)
     logger.debug("gathered data: %s", ", ".join(f"{k}={v}" for k, v in sources.items()))
-    return PatientData(patient, tuple(observations.values()), dict(sources))
+    return PatientData(patient, tuple(observations.values()), dict(sources), deadline)
 
 
 def _identity(resource: Resource) -> str:
