@@ -35,6 +35,7 @@ from cds_service.errors import (
     WrongHook,
     validation_diagnostics,
 )
+from cds_service.logs import AUDIT_LOGGER, audit
 from cds_service.models import HookRequest, HookResponse, PatientViewContext
 from cds_service.settings import Settings
 from cds_service.state import app_state
@@ -47,7 +48,7 @@ from fhir_mappings.prefetch import MalformedPrefetch
 from model.assessment import Assessment, Scorer, Timeline
 from model.timeline import build_timeline
 
-audit_log = logging.getLogger("picu_endotype.audit")
+audit_log = logging.getLogger(AUDIT_LOGGER)
 
 AGE_GATED = "age-gated"
 AGE_UNKNOWN = (
@@ -223,18 +224,18 @@ def _audit(
     started: float,
     sources: Mapping[str, str] | None = None,
 ) -> None:
-    """One INFO line per hook: identifiers, outcome and timing; no patient values, no tokens."""
+    """One JSON audit record per hook: identifiers, outcome and timing; no patient values."""
     info = app_state().engine.scorer.info
-    audit_log.info(
-        "hook hookInstance=%s iss=%s outcome=%s scorer=%s/%s sources=%s duration_ms=%.0f",
-        hook_request.hookInstance if hook_request else None,
-        client.iss,
-        outcome,
-        info.id,
-        info.version,
-        _describe_sources(sources or {}),
-        (time.perf_counter() - started) * 1000,
-    )
+    fields = {
+        "event": "hook",
+        "hookInstance": str(hook_request.hookInstance) if hook_request else None,
+        "iss": client.iss,
+        "outcome": outcome,
+        "scorer": f"{info.id}/{info.version}",
+        "sources": _describe_sources(sources or {}),
+        "duration_ms": round((time.perf_counter() - started) * 1000),
+    }
+    audit(audit_log, fields)
 
 
 @bp.post("/cds-services/<service_id>")
