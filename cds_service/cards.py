@@ -66,6 +66,8 @@ EXCLUSION_TEXT = {
     ExclusionReason.OUTSIDE_WINDOW: "outside the look-back window",
     ExclusionReason.IN_FUTURE: "dated in the future",
     ExclusionReason.MALFORMED: "malformed",
+    ExclusionReason.IMPLAUSIBLE: "impossible value, not used",
+    ExclusionReason.CONFLICTING: "conflicting copies, not used",
 }
 HEADLINES = {
     Pathway.BIOMARKER_GUIDED: "**Possible IL-6/IFN-γ-high immune pattern** (not a diagnosis).",

@@ -88,6 +88,8 @@ class PatientData:
     """The patient's resources, and where each prefetch key's data came from."""
 
     patient: Resource | None
+    # identical copies merged; copies sharing an id but differing in content are all kept, so
+    # that the mapping can exclude them as conflicting
     observations: tuple[Resource, ...]
     # prefetch key -> "prefetch", "prefetch:null", "prefetch:empty", "prefetch+query:next-pages",
     # "query", "query:after-operation-outcome", "query:not-found"; "…:incomplete" when a next
@@ -331,7 +333,7 @@ def _patient_data(
 ) -> PatientData:
     """Pick the patient read and the Observation searches, skipping resources of other types."""
     patient: Resource | None = None
-    observations: dict[str, Resource] = {}
+    observations: dict[str, list[Resource]] = {}  # identity -> its distinct copies
     for key, template in templates.items():
         resource_type = template_resource_type(template)
         wanted = [r for r in by_key[key] if r.get("resourceType") == resource_type]
@@ -340,9 +342,13 @@ def _patient_data(
         if resource_type == "Patient" and not is_search(template) and wanted:
             patient = wanted[0]
         elif resource_type == "Observation":
-            observations.update((_identity(r), r) for r in wanted)
+            for resource in wanted:
+                copies = observations.setdefault(_identity(resource), [])
+                if resource not in copies:  # identical copies (prefetch and query) merge
+                    copies.append(resource)
     logger.debug("gathered data: %s", ", ".join(f"{k}={v}" for k, v in sources.items()))
-    return PatientData(patient, tuple(observations.values()), dict(sources), deadline)
+    merged = tuple(resource for copies in observations.values() for resource in copies)
+    return PatientData(patient, merged, dict(sources), deadline)
 
 
 def _identity(resource: Resource) -> str:

@@ -608,3 +608,17 @@ def test_after_a_deadline_with_calls_in_flight_the_next_hook_still_gets_its_answ
     data = gather_patient_data(None, CONTEXT, small_templates, access, settings)
 
     assert data.patient == patient_resource()
+
+
+def test_copies_of_one_id_are_merged_only_when_identical(
+    small_templates: dict[str, str], fhir_settings: FhirSettings
+) -> None:
+    first = observation("il6-9", "26881-3", 12.0, "2026-11-20T06:00:00Z")
+    altered = {**first, "valueQuantity": {**first["valueQuantity"], "value": 950.0}}
+    prefetch: dict[str, Any] = {key: None for key in small_templates}
+    prefetch["patient"] = patient_resource()
+    prefetch["il6"] = searchset([first, dict(first), altered])
+
+    data = gather_patient_data(prefetch, CONTEXT, small_templates, None, fhir_settings)
+
+    assert [o["valueQuantity"]["value"] for o in data.observations] == [12.0, 950.0]

@@ -1,0 +1,88 @@
+"""Impossible values and conflicting copies reach the card as exclusions, never as reassurance."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from tests.cds_service.fhir_data import full_prefetch, observation, patient, years_before
+from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request
+
+PATIENT_ID = "picu-child-7"
+REASSURANCE = "No IL-6/IFN-γ-high immune pattern detected"
+
+
+def templates(app: Flask) -> dict[str, str]:
+    return dict(app.extensions["picu_endotype.services"][SERVICE_ID].prefetch)
+
+
+def card_for(app: Flask, caller: HookCaller, observations: list[dict[str, Any]]) -> dict:
+    now = datetime.now(UTC)
+    child = patient(PATIENT_ID, years_before(now, 5))
+    prefetch = full_prefetch(templates(app), child, observations)
+    response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    [card] = response.get_json()["cards"]
+    return card
+
+
+def results(**values: float) -> list[dict[str, Any]]:
+    """One result per analyte, six hours old, in its canonical unit."""
+    moment = datetime.now(UTC) - timedelta(hours=6)
+    return [observation(PATIENT_ID, name, value, moment) for name, value in values.items()]
+
+
+QUIESCENT = {"il6": 4.0, "ferritin": 120.0, "crp": 3.0, "cxcl9": 300.0, "ifng": 2.0}
+
+
+def test_negative_il6_ferritin_and_crp_give_no_reassurance(app: Flask, caller: HookCaller) -> None:
+    card = card_for(app, caller, results(**{**QUIESCENT, "il6": -3, "ferritin": -80, "crp": -3}))
+
+    extension = card["extension"]["io.picu-endotype.assessment"]
+    assert extension["pathway"] == "insufficient-data"
+    assert {"il6", "ferritin", "crp"} <= set(extension["missing"])
+    assert REASSURANCE not in card["summary"] + card["detail"]
+    assert card["detail"].count("impossible value, not used") == 3
+    assert "Ferritin -80 ng/mL is impossible" in card["detail"]
+
+
+def test_the_same_results_with_possible_values_do_reassure(app: Flask, caller: HookCaller) -> None:
+    card = card_for(app, caller, results(**QUIESCENT))
+
+    assert card["extension"]["io.picu-endotype.assessment"]["pathway"] == "standard"
+
+
+def test_crp_of_1e308_mg_per_dl_is_excluded_not_a_500(app: Flask, caller: HookCaller) -> None:
+    observations = results(**QUIESCENT)
+    crp = next(o for o in observations if o["id"].endswith("-crp-0"))
+    crp["valueQuantity"] = {
+        "value": 1e308,
+        "unit": "mg/dL",
+        "system": "http://unitsofmeasure.org",
+        "code": "mg/dL",
+    }
+
+    card = card_for(app, caller, observations)
+
+    assert card["extension"]["io.picu-endotype.assessment"]["pathway"] == "insufficient-data"
+    assert "is not a finite number in mg/L" in card["detail"]
+
+
+@pytest.mark.parametrize("newer_first", [True, False])
+def test_two_copies_of_one_observation_id_with_different_values_are_both_excluded(
+    app: Flask, caller: HookCaller, newer_first: bool
+) -> None:
+    observations = results(**QUIESCENT)
+    crp = next(o for o in observations if o["id"].endswith("-crp-0"))
+    altered = {**crp, "valueQuantity": {**crp["valueQuantity"], "value": 180.0}}
+    copies = [altered, crp] if newer_first else [crp, altered]
+
+    card = card_for(app, caller, [o for o in observations if o is not crp] + copies)
+
+    extension = card["extension"]["io.picu-endotype.assessment"]
+    assert extension["pathway"] == "insufficient-data"
+    assert "crp" in extension["missing"]
+    assert card["detail"].count("conflicting copies, not used") == 2
