@@ -31,6 +31,7 @@ SUMMARY_MAX_CHARS = 139  # "<140-character summary"
 MAX_EXCLUSIONS_SHOWN = 12  # excluded results listed one by one; the rest are counted
 SUMMARY_MAX_NAMES = 3  # missing markers named in an insufficient-data summary
 EXTENSION_KEY = "io.picu-endotype.assessment"
+INCOMPLETE_KEY = "incompleteData"  # data keys whose results were not all read
 TOPIC = {
     "system": "https://picu-endotype.org/CodeSystem/topic",
     "code": "immune-endotype",
@@ -104,20 +105,38 @@ def build_card(
     settings: Settings,
     patient_id: str,
     encounter_id: str | None = None,
+    incomplete: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One CDS Hooks card showing the assessment and everything needed to check it."""
+    """One CDS Hooks card showing the assessment and everything needed to check it.
+
+    `incomplete` names the data keys whose results were not all read (see `incomplete_note`).
+    """
     card: dict[str, Any] = {
         "uuid": str(uuid4()),
         "summary": summary(assessment, panel),
-        "detail": detail(assessment, timeline, panel, settings),
+        "detail": incomplete_note(detail(assessment, timeline, panel, settings), incomplete, panel),
         "indicator": settings.indicator,
         "source": source(settings),
         **suggestions(assessment, timeline, panel, patient_id, encounter_id),
         "overrideReasons": override_reasons(),
         "links": links(settings),
-        "extension": {EXTENSION_KEY: extension(assessment)},
+        "extension": {EXTENSION_KEY: {**extension(assessment), INCOMPLETE_KEY: sorted(incomplete)}},
     }
     return prune(card)
+
+
+def incomplete_note(text: str, incomplete: Sequence[str], panel: Panel) -> str:
+    """The detail with a warning after its headline when some results were left unread."""
+    if not incomplete:
+        return text
+    names = ", ".join(_text(_display(panel, key)) for key in sorted(incomplete))
+    note = (
+        f"**Data may be incomplete**: the EHR holds more results for {names} than were read "
+        "(paging limit, a page on another server, or a page larger than this service accepts). "
+        "Older results may be missing from the trends and from what is called stale."
+    )
+    headline, _, rest = text.partition("\n\n")
+    return "\n\n".join(part for part in (headline, note, rest) if part)
 
 
 # --- summary --------------------------------------------------------------------------------

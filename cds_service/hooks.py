@@ -39,7 +39,13 @@ from cds_service.logs import AUDIT_LOGGER, audit
 from cds_service.models import HookRequest, HookResponse, PatientViewContext
 from cds_service.settings import Settings
 from cds_service.state import app_state
-from fhir_mappings.gather import DataUnavailable, FhirAccess, PatientData, gather_patient_data
+from fhir_mappings.gather import (
+    INCOMPLETE,
+    DataUnavailable,
+    FhirAccess,
+    PatientData,
+    gather_patient_data,
+)
 from fhir_mappings.limits import JsonTooDeep, loads_bounded
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel
@@ -154,6 +160,7 @@ class HookEngine:
             settings=self.settings,
             patient_id=context.patientId,
             encounter_id=context.encounterId,
+            incomplete=incomplete_keys(data),
         )
         response = HookResponse.model_validate({"cards": [card]})
         return HookOutcome(response, assessment.pathway.value, data.sources)
@@ -201,6 +208,11 @@ class HookEngine:
         except FhirServerNotAllowed as refusal:
             raise FhirServerRefused(f"{refusal}; nothing was sent to it.") from None
         return FhirAccess(server, token)
+
+
+def incomplete_keys(data: PatientData) -> tuple[str, ...]:
+    """The data keys whose results were not all read (a next page left unread)."""
+    return tuple(key for key, source in data.sources.items() if source.endswith(INCOMPLETE))
 
 
 def _check_deadline(data: PatientData) -> None:
