@@ -34,8 +34,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cds_service.demo import SERVICE_ID, DemoEhr, stop_process, wait_for_health  # noqa: E402
-from cds_service.sandbox_fhir import LOOPBACK, free_port  # noqa: E402
+from cds_service.discovery import SERVICE_ID  # noqa: E402
+from devtools import LOOPBACK, DemoEhr, free_port, stop_process, wait_for_health  # noqa: E402
 from fhir_mappings.panel import load_panel  # noqa: E402
 from tests.support.hostile_fhir import MIB, Fault, HostileFhir  # noqa: E402
 

@@ -9,20 +9,16 @@ import pytest
 from flask import Flask
 
 from tests.cds_service.fhir_data import full_prefetch, observation, patient, years_before
-from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request
+from tests.support.hook_caller import HookCaller, hook_request
 
 PATIENT_ID = "picu-child-7"
 REASSURANCE = "No IL-6/IFN-γ-high immune pattern detected"
 
 
-def templates(app: Flask) -> dict[str, str]:
-    return dict(app.extensions["picu_endotype.services"][SERVICE_ID].prefetch)
-
-
 def card_for(app: Flask, caller: HookCaller, observations: list[dict[str, Any]]) -> dict:
     now = datetime.now(UTC)
     child = patient(PATIENT_ID, years_before(now, 5))
-    prefetch = full_prefetch(templates(app), child, observations)
+    prefetch = full_prefetch(caller.prefetch_templates(), child, observations)
     response = caller.call(hook_request(PATIENT_ID, prefetch=prefetch))
     assert response.status_code == 200, response.get_data(as_text=True)
     [card] = response.get_json()["cards"]

@@ -7,7 +7,8 @@ import copy
 import pytest
 from flask import Flask
 
-from cds_service.feedback import STORE_KEY, FeedbackStore
+from cds_service.feedback import FeedbackStore
+from cds_service.state import app_state
 from tests.cds_service.outcomes import assert_outcome
 from tests.support.hook_caller import HookCaller
 
@@ -15,7 +16,7 @@ WITH_REASON = "spec-2.0.1-feedback-overridden-with-reason.json"
 
 
 def _store(app: Flask) -> FeedbackStore:
-    return app.extensions[STORE_KEY]
+    return app_state(app).feedback_store
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from flask import Flask
 
 from cds_service import hooks
 from cds_service.app import create_app
@@ -17,7 +16,7 @@ from cds_service.settings import ClientSettings, FhirSettings, Settings
 from tests.cds_service.conftest import CLIENT_ISS, PUBLIC_BASE_URL
 from tests.cds_service.fhir_data import full_prefetch, observation, patient, years_before
 from tests.cds_service.outcomes import assert_outcome
-from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request
+from tests.support.hook_caller import HookCaller, hook_request
 from tests.support.hostile_fhir import MIB, Fault, HostileFhir, lab_observation
 from tests.support.memory import rss_growth
 from tests.support.tokens import SigningKey, fhir_authorization, jwks
@@ -56,8 +55,7 @@ def service_for(
 
 def il6_from_the_server(caller: HookCaller, hostile: HostileFhir) -> dict[str, Any]:
     """A hook whose prefetch holds everything but IL-6, which the service must query."""
-    app: Flask = caller.client.application
-    templates = dict(app.extensions["picu_endotype.services"][SERVICE_ID].prefetch)
+    templates = caller.prefetch_templates()
     now = datetime.now(UTC)
     results = [
         observation(PATIENT_ID, name, value, now - timedelta(hours=6))

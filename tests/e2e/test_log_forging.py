@@ -12,14 +12,15 @@ import jwt
 import pytest
 import requests
 
-from cds_service.demo import (
-    SERVICE_ID,
+from cds_service.discovery import SERVICE_ID
+from devtools import (
+    LOOPBACK,
     DemoEhr,
+    free_port,
     hook_request,
     running_service,
     write_service_config,
 )
-from cds_service.sandbox_fhir import LOOPBACK, free_port
 from tests.support.hostile_fhir import HostileFhir
 from tests.support.leak_guard import register_secret
 

@@ -50,15 +50,15 @@ def _append(path: Path, data: bytes) -> int:
 FAULTS: dict[str, tuple[Fault, str]] = {
     "subject as a string": (
         lambda d: _edit_first_line(d / "Observation.ndjson", lambda r: r.update(subject="P/1")),
-        "Observation.ndjson line 1: subject is not a Reference object",
+        "Observation.ndjson line 1: not a valid Observation (subject: ",
     ),
     "meta as a list": (
         lambda d: _edit_first_line(d / "Patient.ndjson", lambda r: r.update(meta=["x"])),
-        "Patient.ndjson line 1: meta is not an object",
+        "Patient.ndjson line 1: not a valid Patient (meta",
     ),
     "meta.tag not a list of objects": (
         lambda d: _edit_first_line(d / "Patient.ndjson", lambda r: r.update(meta={"tag": "x"})),
-        "Patient.ndjson line 1: meta.tag is not a list of Coding objects",
+        "Patient.ndjson line 1: not a valid Patient (meta.tag: ",
     ),
     "a 100k-deep line": (
         lambda d: _append(d / "Observation.ndjson", b"[" * 100_000 + b"]" * 100_000),
