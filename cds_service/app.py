@@ -7,18 +7,25 @@ service builds once (settings, panel, scorer, hook engine, stores, model card) g
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Blueprint, Flask, Response, jsonify
 from flask.typing import ResponseReturnValue
 
-from cds_service import auth, discovery, errors, feedback, hooks, model_card
+from cds_service import auth, discovery, errors, feedback, hooks, metrics, model_card
+from cds_service.audit import AuditTrail, load_pseudonym_key
+from cds_service.replay import ReplayStore
 from cds_service.settings import Settings, load_settings
-from cds_service.state import AppState, install_state
+from cds_service.state import AppState, app_state, install_state
+from cds_service.storage import Database, DatabaseError, open_database
 from fhir_mappings.emit import check_proposals
 from fhir_mappings.panel import Panel, load_panel
 from fhir_mappings.units import UNIT_TEXT_ALIASES, warm_up
 from model.assessment import Scorer
+
+logger = logging.getLogger(__name__)
 
 PACKAGE = "picu-endotype"
 
@@ -35,8 +42,36 @@ def package_version() -> str:
 
 @health_bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
-    """Liveness for load balancers: no authentication, no patient data."""
+    """Readiness for load balancers: up, and the database answers. No authentication, no data."""
+    database = app_state().database
+    try:
+        database.ping()
+    except DatabaseError:
+        metrics.STORAGE_ERRORS.labels(store="health").inc()
+        logger.warning("health check: the database does not answer")
+        body = {"status": "unavailable", "database": "unavailable", "version": package_version()}
+        return jsonify(body), 503
+    return jsonify({"status": "ok", "database": "ok", "version": package_version()})
+
+
+@health_bp.get("/livez")
+def livez() -> ResponseReturnValue:
+    """Liveness: the process answers (the database is not consulted)."""
     return jsonify({"status": "ok", "version": package_version()})
+
+
+def open_audit_trail(settings: Settings, database: Database) -> AuditTrail | None:
+    """The audit trail with the site's pseudonym key, or None when the trail is switched off."""
+    if not settings.audit.enabled:
+        return None
+    configured = settings.audit.pseudonym_key
+    key = load_pseudonym_key(
+        configured.get_secret_value() if configured else None,
+        settings.pseudonym_key_path,
+        may_generate=database.is_sqlite and settings.audit.pseudonym_key_file is None,
+    )
+    retention = timedelta(days=settings.audit.retention_days)
+    return AuditTrail(database, key, retention)
 
 
 def load_scorer(settings: Settings) -> Scorer:
@@ -75,11 +110,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     errors.init_app(app)
-    authenticator = auth.init_app(app, settings)
+    database = open_database(settings)
+    authenticator = auth.init_app(app, settings, ReplayStore(database))
     discovery.init_app(app)
     hooks.init_app(app)
-    feedback_store = feedback.init_app(app, settings)
+    feedback_store = feedback.init_app(app, database)
     model_card.init_app(app)
+    bearer = settings.metrics.bearer_token
+    metrics.init_app(app, bearer.get_secret_value() if bearer else None)
     app.register_blueprint(health_bp)
     app.after_request(_forbid_caching)
     panel = load_panel(settings.local_codes)
@@ -95,6 +133,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         engine=hooks.HookEngine(settings, panel, scorer, service.prefetch),
         authenticator=authenticator,
         feedback_store=feedback_store,
+        database=database,
+        audit_trail=open_audit_trail(settings, database),
         model_card=model_card.card_for(scorer),
     )
     install_state(app, state)

@@ -18,11 +18,14 @@ from urllib.parse import urlsplit
 import jwt
 from flask import Flask, Response, request
 from jwt import PyJWK
+from sqlalchemy.exc import SQLAlchemyError as DatabaseError
 
+from cds_service import metrics
 from cds_service.jwks import ClientKeys, KeyNotFound
 from cds_service.replay import ReplayStore
 from cds_service.settings import ClientSettings, Settings
 from cds_service.state import app_state
+from cds_service.storage import open_database
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +51,10 @@ UNAUTHENTICATED = CdsClient(iss=None, tenant=None, jti=None, fhir_servers=(), au
 class Unauthorized(Exception):
     """The CDS client could not be authenticated; rendered as an empty 401."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, kind: str = "other") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind  # a short, fixed label for metrics: expired, replayed, signature, ...
 
 
 class FhirServerNotAllowed(Exception):
@@ -84,11 +88,12 @@ def is_loopback(host: str) -> bool:
 class Authenticator:
     """Verifies CDS client JWTs against the configured clients; built once per app."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, replay: ReplayStore | None = None) -> None:
+        """Index the clients; `replay` defaults to a store on the settings' database."""
         self.settings = settings
         self.algorithms = [a for a in settings.allowed_algorithms if _is_asymmetric(a)]
         self.clients = self._trusted_clients(settings)
-        self.replay = ReplayStore(settings.replay_db_path)
+        self.replay = replay if replay is not None else ReplayStore(open_database(settings))
 
     @staticmethod
     def _trusted_clients(settings: Settings) -> dict[str, tuple[ClientSettings, ClientKeys]]:
@@ -133,36 +138,38 @@ class Authenticator:
         try:
             parts = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
         except (jwt.PyJWTError, ValueError, TypeError):
-            raise Unauthorized("not a JWT") from None
+            raise Unauthorized("not a JWT", kind="malformed") from None
         payload, header = parts["payload"], parts["header"]
         iss = payload.get("iss") if isinstance(payload, dict) else None
         if not isinstance(iss, str) or not iss:
-            raise Unauthorized("no iss claim")
+            raise Unauthorized("no iss claim", kind="malformed")
         if not isinstance(header, dict):
-            raise Unauthorized("unreadable JWT header")
+            raise Unauthorized("unreadable JWT header", kind="malformed")
         return header, iss
 
     def _client_for(self, iss: str) -> tuple[ClientSettings, ClientKeys]:
         """The configured client for `iss`."""
         trusted = self.clients.get(iss)
         if trusted is None:
-            raise Unauthorized(f"iss {_for_log(iss)} is not a configured client")
+            raise Unauthorized(
+                f"iss {_for_log(iss)} is not a configured client", kind="unknown-issuer"
+            )
         return trusted
 
     def _checked_header(self, header: dict[str, Any]) -> dict[str, Any]:
         """The JOSE header, once `alg`, `kid`, `typ` and `jku` have the expected shape."""
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
-            raise Unauthorized(f"alg {_for_log(alg)} is not allowed")
+            raise Unauthorized(f"alg {_for_log(alg)} is not allowed", kind="algorithm")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise Unauthorized("kid missing")
+            raise Unauthorized("kid missing", kind="malformed")
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.upper() != "JWT":
-            raise Unauthorized(f"typ {_for_log(typ)} is not JWT")
+            raise Unauthorized(f"typ {_for_log(typ)} is not JWT", kind="malformed")
         jku = header.get("jku")
         if jku is not None and not isinstance(jku, str):
-            raise Unauthorized("jku is not a string")
+            raise Unauthorized("jku is not a string", kind="malformed")
         return header
 
     @staticmethod
@@ -172,7 +179,9 @@ class Authenticator:
             return keys.signing_key(header["kid"], header.get("jku"))
         except KeyNotFound as error:
             kid = _for_log(header["kid"])
-            raise Unauthorized(f"{error} (iss={_for_log(keys.iss)}, kid={kid})") from None
+            raise Unauthorized(
+                f"{error} (iss={_for_log(keys.iss)}, kid={kid})", kind="unknown-key"
+            ) from None
 
     def _decode(self, token: str, key: PyJWK, alg: str, audience: str, iss: str) -> dict[str, Any]:
         """Check the signature and the time and audience claims, with the configured leeway."""
@@ -190,16 +199,20 @@ class Authenticator:
             received = jwt.decode(token, options={"verify_signature": False}).get("aud")
             raise Unauthorized(
                 f"aud {_for_log(received)} does not match {audience!r}; check the EHR's "
-                "configured service URL"
+                "configured service URL",
+                kind="audience",
             ) from None
         except (jwt.PyJWTError, ValueError, TypeError) as error:
-            raise Unauthorized(f"token rejected: {type(error).__name__}") from None
+            kind = "expired" if isinstance(error, jwt.ExpiredSignatureError) else "claims"
+            if isinstance(error, jwt.InvalidSignatureError):
+                kind = "signature"
+            raise Unauthorized(f"token rejected: {type(error).__name__}", kind=kind) from None
 
     def _check_lifetime(self, claims: dict[str, Any]) -> None:
         """Refuse tokens whose `exp − iat` exceeds the configured maximum lifetime."""
         lifetime = float(claims["exp"]) - float(claims["iat"])
         if lifetime > self.settings.jwt_max_lifetime_seconds:
-            raise Unauthorized(f"lifetime {lifetime:.0f} s exceeds the maximum")
+            raise Unauthorized(f"lifetime {lifetime:.0f} s exceeds the maximum", kind="lifetime")
 
     @staticmethod
     def _check_tenant(claims: dict[str, Any], client: ClientSettings) -> str | None:
@@ -207,33 +220,40 @@ class Authenticator:
         tenant = claims.get("tenant")
         if tenant is None:
             if client.tenant_required:
-                raise Unauthorized("tenant claim required")
+                raise Unauthorized("tenant claim required", kind="tenant")
             return None
         if not isinstance(tenant, str):
-            raise Unauthorized("tenant claim is not a string")
+            raise Unauthorized("tenant claim is not a string", kind="tenant")
         if client.tenants and tenant not in client.tenants:
-            raise Unauthorized(f"tenant {_for_log(tenant)} is not allowed")
+            raise Unauthorized(f"tenant {_for_log(tenant)} is not allowed", kind="tenant")
         return tenant
 
     def _check_jti(self, claims: dict[str, Any], iss: str) -> str:
         """Record the `jti`, refusing one already seen from this issuer within its lifetime."""
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:
-            raise Unauthorized("jti is not a non-empty string")
+            raise Unauthorized("jti is not a non-empty string", kind="malformed")
         expires_at = float(claims["exp"]) + self.settings.jwt_leeway_seconds
-        if not self.replay.first_use(iss, jti, expires_at):
-            raise Unauthorized(f"jti {_for_log(jti)} replayed (iss={_for_log(iss)})")
+        try:
+            first_use = self.replay.first_use(iss, jti, expires_at)
+        except DatabaseError:
+            metrics.STORAGE_ERRORS.labels(store="replay").inc()
+            raise
+        if not first_use:
+            raise Unauthorized(
+                f"jti {_for_log(jti)} replayed (iss={_for_log(iss)})", kind="replayed"
+            )
         return jti
 
 
 def bearer_token(authorization: str | None) -> str:
     """The token of an `Authorization: Bearer <token>` header value."""
     if not authorization:
-        raise Unauthorized("no Authorization header")
+        raise Unauthorized("no Authorization header", kind="missing")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or " " in token:
-        raise Unauthorized("Authorization is not a Bearer token")
+        raise Unauthorized("Authorization is not a Bearer token", kind="not-bearer")
     return token
 
 
@@ -243,6 +263,7 @@ def authenticate(audience: str) -> CdsClient:
     try:
         return authenticator.authenticate_header(request.headers.get("Authorization"), audience)
     except Unauthorized as refusal:
+        metrics.JWT_REFUSALS.labels(reason=refusal.kind).inc()
         logger.warning("CDS client refused at %s: %s", _for_log(audience), refusal.reason)
         raise
 
@@ -345,10 +366,10 @@ def install_cors(app: Flask, allowed_origins: list[str]) -> None:
         return response
 
 
-def init_app(app: Flask, settings: Settings) -> Authenticator:
+def init_app(app: Flask, settings: Settings, replay: ReplayStore | None = None) -> Authenticator:
     """Build the authenticator once, register its CORS handling and 401 rendering; return it."""
     assert_dev_mode_safe(settings, settings.host)
-    authenticator = Authenticator(settings)
+    authenticator = Authenticator(settings, replay)
     if authenticator.clients:
         logger.info("trusted CDS clients: %s", ", ".join(sorted(authenticator.clients)))
     elif not settings.dev_allow_unauthenticated:

@@ -16,6 +16,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train": ("model.train_cli", "train an endotype model on a cohort"),
     "evaluate": ("model.evaluate_cli", "evaluate a model on a cohort and write a report"),
+    "db": ("cds_service.db_cli", "migrate the database schema, show it, purge old audit records"),
+    "report": (
+        "cds_service.report_cli",
+        "cards joined to feedback (overrides) and one card's basis (audit)",
+    ),
 }
 
 

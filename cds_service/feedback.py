@@ -1,4 +1,4 @@
-"""`POST /cds-services/{id}/feedback` and the idempotent SQLite store behind it.
+"""`POST /cds-services/{id}/feedback` and the idempotent store behind it (shared database).
 
 The same card may receive feedback more than once (CDS Hooks §feedback), so each item is keyed by
 a canonical hash of (service id, normalised item): a repeated body is acknowledged and stored
@@ -11,55 +11,31 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Flask, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError as DatabaseError
 
-from cds_service import auth
+from cds_service import auth, metrics
 from cds_service.auth import CdsClient
 from cds_service.discovery import find_service
 from cds_service.errors import InvalidFeedback, validation_diagnostics
 from cds_service.hooks import read_json_body
 from cds_service.models import Feedback, FeedbackItem
-from cds_service.settings import Settings
 from cds_service.state import app_state
+from cds_service.storage.database import Database
+from cds_service.storage.schema import feedback as feedback_table
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("feedback", __name__)
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY,
-    item_hash TEXT NOT NULL UNIQUE,
-    service_id TEXT NOT NULL,
-    card TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    accepted_suggestions TEXT,
-    override_system TEXT,
-    override_code TEXT,
-    user_comment TEXT,
-    outcome_timestamp TEXT NOT NULL,
-    iss TEXT,
-    tenant TEXT,
-    jti TEXT,
-    received_at TEXT NOT NULL
-)
-"""
-
-_INSERT = """
-INSERT OR IGNORE INTO feedback (
-    item_hash, service_id, card, outcome, accepted_suggestions, override_system, override_code,
-    user_comment, outcome_timestamp, iss, tenant, jti, received_at
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
 
 
 @dataclass(frozen=True)
@@ -97,44 +73,39 @@ def item_hash(service_id: str, item: FeedbackItem) -> str:
 
 def _row(
     service_id: str, item: FeedbackItem, client: CdsClient, received_at: datetime
-) -> tuple[str | None, ...]:
+) -> dict[str, Any]:
     """The table row for one feedback item."""
     accepted = [str(s.id) for s in item.acceptedSuggestions or ()]
     reason = item.overrideReason.reason if item.overrideReason else None
     comment = item.overrideReason.userComment if item.overrideReason else None
-    return (
-        item_hash(service_id, item),
-        service_id,
-        str(item.card),
-        item.outcome.value,
-        json.dumps(accepted) if accepted else None,
-        reason.system if reason else None,
-        reason.code if reason else None,
-        comment,
-        item.outcomeTimestamp.astimezone(UTC).isoformat(),
-        client.iss,
-        client.tenant,
-        client.jti,
-        received_at.astimezone(UTC).isoformat(),
-    )
+    return {
+        "item_hash": item_hash(service_id, item),
+        "service_id": service_id,
+        "card": str(item.card),
+        "outcome": item.outcome.value,
+        "accepted_suggestions": accepted or None,
+        "override_system": reason.system if reason else None,
+        "override_code": reason.code if reason else None,
+        "user_comment": comment,
+        "outcome_timestamp": item.outcomeTimestamp.astimezone(UTC),
+        "iss": client.iss,
+        "tenant": client.tenant,
+        "jti": client.jti,
+        "received_at": received_at.astimezone(UTC),
+    }
 
 
 class FeedbackStore:
-    """SQLite feedback store (WAL): one short connection per write, safe across workers."""
+    """The feedback table: each item stored once (its hash is unique), in one transaction."""
 
-    def __init__(self, path: Path) -> None:
-        """Create the database at `path` if needed."""
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connection() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(_SCHEMA)
-
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """A connection that commits on success and is always closed."""
-        with closing(sqlite3.connect(self.path, timeout=5.0)) as connection, connection:
-            yield connection
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        self._insert = (
+            insert(feedback_table)
+            .on_conflict_do_nothing(index_elements=[feedback_table.c.item_hash])
+            .execution_options(preserve_rowcount=True)
+        )
 
     def store(
         self,
@@ -143,24 +114,26 @@ class FeedbackStore:
         client: CdsClient,
         received_at: datetime,
     ) -> StoreResult:
-        """Store each item unless an identical one is already there."""
+        """Store each item unless an identical one is already there; committed on return."""
         rows = [_row(service_id, item, client, received_at) for item in items]
         stored = 0
-        with self._connection() as connection:
+        with self.database.begin() as connection:
             for row in rows:
-                stored += connection.execute(_INSERT, row).rowcount
+                stored += connection.execute(self._insert, row).rowcount
         return StoreResult(stored=stored, duplicates=len(rows) - stored)
 
     def count(self) -> int:
         """How many feedback items are stored."""
-        with self._connection() as connection:
-            return connection.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+        with self.database.begin() as connection:
+            return int(
+                connection.execute(select(func.count()).select_from(feedback_table)).scalar_one()
+            )
 
 
-def init_app(app: Flask, settings: Settings) -> FeedbackStore:
-    """Open the feedback store the settings name, register the feedback route; return the store."""
+def init_app(app: Flask, database: Database) -> FeedbackStore:
+    """Open the feedback store on `database`, register the feedback route; return the store."""
     app.register_blueprint(bp)
-    return FeedbackStore(settings.feedback_db_path)
+    return FeedbackStore(database)
 
 
 def parse_feedback() -> Feedback:
@@ -180,7 +153,15 @@ def receive_feedback(service_id: str) -> ResponseReturnValue:
     )
     service = find_service(service_id)
     feedback = parse_feedback()
-    result = state.feedback_store.store(service.id, feedback.feedback, client, datetime.now(UTC))
+    try:
+        result = state.feedback_store.store(
+            service.id, feedback.feedback, client, datetime.now(UTC)
+        )
+    except DatabaseError:
+        metrics.STORAGE_ERRORS.labels(store="feedback").inc()
+        raise
+    for item in feedback.feedback:
+        metrics.FEEDBACK_ITEMS.labels(outcome=item.outcome.value).inc()
     logger.info(
         "feedback service=%s iss=%s jti=%s stored=%d duplicates=%d",
         service.id,

@@ -18,8 +18,10 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError as DatabaseError
 
-from cds_service import auth
+from cds_service import auth, metrics, silent_mode
+from cds_service.audit import HookCall, HookResult, data_source
 from cds_service.auth import CdsClient, FhirServerNotAllowed
 from cds_service.cards import build_card
 from cds_service.discovery import ServiceDefinition, find_service
@@ -54,6 +56,7 @@ from fhir_mappings.prefetch import MalformedPrefetch
 from model.assessment import Assessment, Scorer, Timeline
 from model.timeline import build_timeline
 
+logger = logging.getLogger(__name__)
 audit_log = logging.getLogger(AUDIT_LOGGER)
 
 AGE_GATED = "age-gated"
@@ -68,11 +71,18 @@ bp = Blueprint("hooks", __name__)
 
 @dataclass(frozen=True)
 class HookOutcome:
-    """The response to one hook, with what the audit line needs to know about it."""
+    """The response to one hook, with what the audit trail needs to know about it."""
 
     response: HookResponse
-    pathway: str
-    sources: Mapping[str, str]
+    pathway: str  # the pathway, or AGE_GATED
+    data: PatientData
+    card: Mapping[str, Any] | None = None
+    assessment: Assessment | None = None
+    timeline: Timeline | None = None
+
+    @property
+    def sources(self) -> Mapping[str, str]:
+        return self.data.sources
 
 
 # --- request parsing ---
@@ -148,7 +158,7 @@ class HookEngine:
         data = self.gather(hook_request, client)
         age = age_in_years(data.patient, now.date())
         if self.above_age_limit(age):
-            return HookOutcome(HookResponse(cards=[]), AGE_GATED, data.sources)
+            return HookOutcome(HookResponse(cards=[]), AGE_GATED, data)
         timeline, assessment = self.assess(data, context, now)
         if age is None and self.settings.max_age_years is not None:
             note = AGE_UNKNOWN.format(limit=self.settings.max_age_years)
@@ -163,7 +173,7 @@ class HookEngine:
             incomplete=incomplete_keys(data),
         )
         response = HookResponse.model_validate({"cards": [card]})
-        return HookOutcome(response, assessment.pathway.value, data.sources)
+        return HookOutcome(response, assessment.pathway.value, data, card, assessment, timeline)
 
     def above_age_limit(self, age: float | None) -> bool:
         """True when the patient is known to be at or over the configured age limit."""
@@ -229,44 +239,112 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _audit(
-    hook_request: HookRequest | None,
-    client: CdsClient,
-    outcome: str,
-    started: float,
-    sources: Mapping[str, str] | None = None,
-) -> None:
-    """One JSON audit record per hook: identifiers, outcome and timing; no patient values."""
-    info = app_state().engine.scorer.info
-    fields = {
-        "event": "hook",
-        "hookInstance": str(hook_request.hookInstance) if hook_request else None,
-        "iss": client.iss,
-        "outcome": outcome,
-        "scorer": f"{info.id}/{info.version}",
-        "sources": _describe_sources(sources or {}),
-        "duration_ms": round((time.perf_counter() - started) * 1000),
-    }
-    audit(audit_log, fields)
-
-
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> ResponseReturnValue:
-    """Answer one hook call with one card (or none), or an OperationOutcome."""
+    """Answer one hook call with one card (or none), or an OperationOutcome; audit it first."""
     started = time.perf_counter()
     settings = app_state().settings
     client = auth.authenticate(f"{settings.public_base_url}/cds-services/{service_id}")
     service = find_service(service_id)
-    hook_request = None
+    hook_request: HookRequest | None = None
+    context: PatientViewContext | None = None
     try:
         hook_request, context = parse_hook_request(service)
         outcome = app_state().engine.respond(hook_request, context, client)
     except Exception as error:
-        code = error.code if isinstance(error, CdsError) else InternalError.code
-        _audit(hook_request, client, code, started)
+        _record_failure(_call(service.id, client, hook_request, context), error, started)
         raise
-    _audit(hook_request, client, outcome.pathway, started, outcome.sources)
-    return jsonify(outcome.response.to_json())
+    call = _call(service.id, client, hook_request, context)
+    shown = silent_mode.shown(settings.silent, call.user_id)
+    _record(call, outcome, shown, started)
+    response = outcome.response if shown else HookResponse(cards=[])
+    return jsonify(response.to_json())
+
+
+def _call(
+    service_id: str,
+    client: CdsClient,
+    hook_request: HookRequest | None,
+    context: PatientViewContext | None,
+) -> HookCall:
+    """Who called about whom, as far as the request was read."""
+    return HookCall(
+        service_id=service_id,
+        hook_instance=str(hook_request.hookInstance) if hook_request else None,
+        issuer=client.iss,
+        tenant=client.tenant,
+        user_id=context.userId if context else None,
+        patient_id=context.patientId if context else None,
+        encounter_id=context.encounterId if context else None,
+    )
+
+
+def _record(call: HookCall, outcome: HookOutcome, shown: bool, started: float) -> None:
+    """Audit, count and log one answered hook; the audit record is committed before we answer."""
+    kind = "age-gated" if outcome.pathway == AGE_GATED else "card" if shown else "silent"
+    result = HookResult(
+        outcome=kind,
+        http_status=200,
+        returned=shown and outcome.card is not None,
+        scorer=app_state().engine.scorer.info,
+        card=outcome.card,
+        assessment=outcome.assessment,
+        timeline=outcome.timeline,
+        sources=outcome.sources,
+        fhir_calls=outcome.data.fhir_calls,
+        fhir_seconds=outcome.data.fhir_seconds,
+        duration_seconds=time.perf_counter() - started,
+    )
+    _finish(call, result)
+
+
+def _record_failure(call: HookCall, error: Exception, started: float) -> None:
+    """Audit, count and log a hook that ended in an error; the error itself propagates."""
+    status = error.status if isinstance(error, CdsError) else InternalError.status
+    result = HookResult(
+        outcome=f"error:{status}",
+        http_status=status,
+        returned=False,
+        scorer=app_state().engine.scorer.info,
+        duration_seconds=time.perf_counter() - started,
+        error=error.code if isinstance(error, CdsError) else InternalError.code,
+    )
+    try:
+        _finish(call, result)
+    except DatabaseError:
+        logger.exception("the audit record of a failed hook could not be written")
+
+
+def _finish(call: HookCall, result: HookResult) -> None:
+    """Write the audit record (if the trail is on), then the metrics and the log line."""
+    trail = app_state().audit_trail
+    pathway = result.assessment.pathway.value if result.assessment else "none"
+    source = data_source(result.sources) if result.sources else "none"
+    metrics.observe_hook(result.outcome, pathway, source, result.duration_seconds)
+    _log(call, result, pathway)
+    if trail is not None:
+        try:
+            trail.record(call, result)
+        except DatabaseError:
+            metrics.STORAGE_ERRORS.labels(store="audit").inc()
+            raise
+
+
+def _log(call: HookCall, result: HookResult, pathway: str) -> None:
+    """One JSON audit line per hook: identifiers, outcome, timing; no patient values or tokens."""
+    info = result.scorer
+    fields = {
+        "event": "hook",
+        "hookInstance": call.hook_instance,
+        "iss": call.issuer,
+        "outcome": result.error or result.outcome,
+        "pathway": pathway,
+        "scorer": f"{info.id}/{info.version}" if info else None,
+        "sources": _describe_sources(result.sources),
+        "fhir_calls": result.fhir_calls,
+        "duration_ms": round(result.duration_seconds * 1000),
+    }
+    audit(audit_log, fields)
 
 
 def _describe_sources(sources: Mapping[str, str]) -> str:

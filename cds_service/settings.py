@@ -14,7 +14,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,6 +81,40 @@ class PathwaySettings(_Strict):
     biomarker_guided_url: HttpUrl | None = None
 
 
+class AuditSettings(_Strict):
+    """The audit trail: one record per hook answered, refused or failed (never a token)."""
+
+    enabled: bool = True
+    retention_days: int = Field(400, ge=1)  # older records are purged
+    # HMAC-SHA256 key for patient and encounter pseudonyms; required with PostgreSQL
+    pseudonym_key: SecretStr | None = None
+    pseudonym_key_file: Path | None = None  # default with SQLite: {state_dir}/pseudonym.key
+
+
+class SilentSettings(_Strict):
+    """Silent mode: every hook is computed and audited, cards reach only the pilot users."""
+
+    enabled: bool = False
+    pilot_users: list[str] = Field(
+        default_factory=list
+    )  # context.userId values, e.g. Practitioner/1
+
+
+class MetricsSettings(_Strict):
+    """Prometheus metrics: a separate loopback listener and/or `/metrics` behind a bearer token."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=0, le=65535)  # separate listener started by `serve`
+    bearer_token: SecretStr | None = None  # serves GET /metrics on the main port when set
+
+    @field_validator("bearer_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("metrics.bearer_token must be at least 16 characters")
+        return value
+
+
 class Settings(BaseSettings):
     """picu-endotype settings. See the README for every key."""
 
@@ -99,10 +141,16 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(2, ge=1)
     max_body_bytes: int = Field(1_048_576, gt=0)
-    state_dir: Path = Path("var")  # feedback and replay stores live here by default
-    feedback_db: Path | None = None  # default: {state_dir}/feedback.sqlite3
-    replay_db: Path | None = None  # default: {state_dir}/jti.sqlite3
+    state_dir: Path = Path("var")  # the default SQLite database and pseudonym key live here
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- shared state: feedback, JWT replay store, audit trail ---
+    database_url: SecretStr | None = None  # default: sqlite:///{state_dir}/picu-endotype.sqlite3
+    database_pool_size: int = Field(5, ge=1, le=100)  # connections per process
+    migrate_on_start: bool = True  # run the schema migrations when the service starts
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    silent: SilentSettings = Field(default_factory=SilentSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     # --- data ---
     fhir: FhirSettings = Field(default_factory=FhirSettings)
@@ -139,13 +187,33 @@ class Settings(BaseSettings):
             raise ValueError(f"allowed_algorithms may not contain {unsafe}")
         return self
 
-    @property
-    def feedback_db_path(self) -> Path:
-        return self.feedback_db or self.state_dir / "feedback.sqlite3"
+    @model_validator(mode="after")
+    def _pseudonym_key_for_shared_database(self) -> Settings:
+        """Replicas sharing PostgreSQL must share one pseudonym key: it may not be generated."""
+        shared = self.database_url is not None and not self.database_url_text.startswith("sqlite")
+        audit = self.audit
+        if (
+            shared
+            and audit.enabled
+            and audit.pseudonym_key is None
+            and not audit.pseudonym_key_file
+        ):
+            raise ValueError(
+                "audit.pseudonym_key (or audit.pseudonym_key_file) is required when the audit "
+                "trail is kept in a shared database"
+            )
+        return self
 
     @property
-    def replay_db_path(self) -> Path:
-        return self.replay_db or self.state_dir / "jti.sqlite3"
+    def database_url_text(self) -> str:
+        """The database URL (it may hold a password: never log it)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.state_dir / 'picu-endotype.sqlite3').resolve()}"
+
+    @property
+    def pseudonym_key_path(self) -> Path:
+        return self.audit.pseudonym_key_file or self.state_dir / "pseudonym.key"
 
     @property
     def model_card_url(self) -> str:

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, current_app
 
 if TYPE_CHECKING:
+    from cds_service.audit import AuditTrail
     from cds_service.auth import Authenticator
     from cds_service.discovery import ServiceDefinition
     from cds_service.feedback import FeedbackStore
     from cds_service.hooks import HookEngine
     from cds_service.settings import Settings
+    from cds_service.storage import Database
     from fhir_mappings.panel import Panel
     from model.assessment import Scorer
 
@@ -36,6 +38,8 @@ class AppState:
     engine: HookEngine
     authenticator: Authenticator
     feedback_store: FeedbackStore
+    database: Database  # the shared database: replay store, feedback, audit trail
+    audit_trail: AuditTrail | None  # None when the audit trail is switched off
     model_card: Mapping[str, Any]  # the running scorer's model card, built at start
 
 

@@ -140,6 +140,16 @@ def load_demo_patients(fhir_base: str, now: datetime) -> None:
         load_resources(fhir_base, scenario_patient(patient.kind, patient.patient_id, now=now))
 
 
+def show_overrides_report(config: Path, workdir: Path) -> None:
+    """`picu-endotype report overrides` on the audit trail the demo service just wrote."""
+    from cds_service.cli import main as picu_endotype
+
+    today = datetime.now(UTC).date().isoformat()
+    print("\nThe audit trail of these hooks (picu-endotype report overrides):", flush=True)
+    arguments = ["report", "--config", str(config), "overrides", "--since", today]
+    picu_endotype([*arguments, "--csv", str(workdir / "overrides.csv")])
+
+
 def show_cards(service_url: str, fhir_base: str, ehr: DemoEhr) -> None:
     """Discovery, then patient-view for each demo patient, printed as text."""
     with requests.Session() as session:
@@ -199,6 +209,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         print(f"starting picu-endotype serve on {service_url} ...", flush=True)
         stack.enter_context(running_service(config, service_url, workdir / "service.log"))
         show_cards(service_url, sandbox.base_url, ehr)
+        show_overrides_report(config, workdir)
         print(f"CDS service:  {service_url}/cds-services   (model card: {service_url}/model-card)")
         print(f"FHIR server:  {sandbox.base_url}   (console: {sandbox.console_url})")
         if not args.once:

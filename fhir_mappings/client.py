@@ -92,6 +92,13 @@ class FhirTimeout(FhirError):
     """A call timed out, or the overall deadline passed before a call could start."""
 
 
+class FhirCancelled(FhirTimeout):
+    """The call was stopped because another call of the same task failed first."""
+
+
+CANCELLED = "stopped: another FHIR call of this task failed"
+
+
 class FhirBadResponse(FhirError):
     """The FHIR server answered with something we cannot use."""
 
@@ -404,7 +411,9 @@ def _time_left(guard: CallGuard, deadline: float | None, path: str) -> float | N
     """Seconds until the earlier of the call's deadline and the guard's; FhirTimeout if none."""
     ends = [moment for moment in (deadline, guard.deadline) if moment is not None]
     left = min(ends) - time.monotonic() if ends else None
-    if guard.cancelled or (left is not None and left <= 0):
+    if guard.cancelled:
+        raise FhirCancelled(CANCELLED, path=path)
+    if left is not None and left <= 0:
         raise FhirTimeout("deadline passed before the FHIR call", path=path)
     return left
 
@@ -441,10 +450,14 @@ def fetch_json(
             if error is not None:
                 raise error
             body = _read_capped(response, path, limits.max_bytes, guard, ends)
-            if call.expired or guard.cancelled:  # a shut-down socket reads as a short body
+            if guard.cancelled:  # a shut-down socket reads as a short body
+                raise FhirCancelled(CANCELLED, path=path)
+            if call.expired:
                 raise FhirTimeout("FHIR call stopped at its deadline", path=path)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         logger.debug("GET %s failed: %s", url, type(exc).__name__)
+        if guard.cancelled:
+            raise FhirCancelled(CANCELLED, path=path) from None
         if guard.expired() or (ends is not None and time.monotonic() >= ends):
             raise FhirTimeout("FHIR call stopped at its deadline", path=path) from None
         raise translate_exception(exc, path) from None
@@ -493,6 +506,12 @@ def _parsed_json(body: bytes | bytearray, path: str, max_depth: int) -> Any:
         ) from None
     except ValueError:  # UnicodeDecodeError included
         raise FhirBadResponse("FHIR response is not JSON", path=path) from None
+
+
+# Called after every FHIR call with its duration in seconds and its error (None on success); the
+# web layer registers its metrics here. Observers must be quick and must not raise.
+CallObserver = Callable[[float, "FhirError | None"], None]
+CALL_OBSERVERS: list[CallObserver] = []
 
 
 class _BearerAuth(requests.auth.AuthBase):
@@ -587,6 +606,8 @@ class FhirClient:
         self.limits = limits or ReplyLimits()
         self.pages_not_followed = 0  # next links left unread (max_pages, origin, size cap)
         self._guard = guard or CallGuard(deadline)
+        self.calls = 0  # FHIR calls made
+        self.call_seconds = 0.0  # their total duration
         self._auth = _BearerAuth(access_token) if access_token else None
         self._owns_session = session is None
         self._session = session or watched_session()
@@ -609,7 +630,7 @@ class FhirClient:
         """One resource by `Type/id` relative to the base URL; None when the server says 404/410."""
         url = self._url(path)
         try:
-            resource = self._send(url)
+            resource = self._timed_send(url)
         except FhirNotFound:
             return None
         expected_type = path.split("/", 1)[0]
@@ -656,7 +677,7 @@ class FhirClient:
         return True
 
     def _bundle(self, url: str) -> dict[str, Any]:
-        body = self._send(url)
+        body = self._timed_send(url)
         if body.get("resourceType") != "Bundle" or not isinstance(body.get("entry", []), list):
             raise FhirBadResponse("FHIR search did not answer a Bundle", path=safe_path(url))
         errors = error_issue_codes(body)
@@ -672,6 +693,22 @@ class FhirClient:
         if any(segment in ("", ".", "..") for segment in unquote(parts.path).split("/")):
             raise ValueError("FHIR request path has an empty, '.' or '..' segment")
         return f"{self.base_url}/{relative}"
+
+    def _timed_send(self, url: str) -> dict[str, Any]:
+        """`_send`, counted and timed for the audit trail and the call observers."""
+        started = time.perf_counter()
+        error: FhirError | None = None
+        try:
+            return self._send(url)
+        except FhirError as raised:
+            error = raised
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.calls += 1
+            self.call_seconds += elapsed
+            for observe in CALL_OBSERVERS:
+                observe(elapsed, error)
 
     def _send(self, url: str) -> dict[str, Any]:
         """GET one URL within this call's time limit and return its JSON object."""

@@ -17,12 +17,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fhir_mappings.client import (
     CallGuard,
     FhirBadResponse,
+    FhirCancelled,
     FhirClient,
     FhirError,
     FhirNotFound,
@@ -99,6 +100,8 @@ class PatientData:
     # time.monotonic() by which the hook must have mapped this data, when the FHIR server was
     # queried (the query deadline also covers parsing and mapping); None for prefetch only
     deadline: float | None = None
+    fhir_calls: int = 0  # FHIR calls made for this hook
+    fhir_seconds: float = 0.0  # their total duration (they run in parallel)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class Fetched:
 
     resources: list[Resource]
     complete: bool
+    calls: int = 0
+    seconds: float = 0.0
 
 
 class DataUnavailable(Exception):
@@ -150,7 +155,12 @@ def gather_patient_data(
     sources = _sources(states, templates, by_key)
     for key in (key for key, result in fetched.items() if not result.complete):
         sources[key] += INCOMPLETE
-    return _patient_data(templates, by_key, sources, deadline)
+    data = _patient_data(templates, by_key, sources, deadline)
+    return replace(
+        data,
+        fhir_calls=sum(result.calls for result in fetched.values()),
+        fhir_seconds=sum(result.seconds for result in fetched.values()),
+    )
 
 
 def _resources(fetched: Fetched | None) -> list[Resource]:
@@ -259,7 +269,13 @@ def _run_jobs(
             limits=reply_limits,
             guard=guard,
         ) as client:
-            return Fetched(job(client), complete=client.pages_not_followed == 0)
+            resources = job(client)
+            return Fetched(
+                resources,
+                complete=client.pages_not_followed == 0,
+                calls=client.calls,
+                seconds=client.call_seconds,
+            )
 
     executor = _QUERY_THREADS.executor(fhir.max_workers)
     futures = {executor.submit(run, job): key for key, job in jobs.items()}
@@ -298,7 +314,8 @@ def _raise_for_failures(
     if not errors and not pending:
         return
     keys = tuple(sorted({*errors, *(futures[f] for f in pending)}))
-    first = next(iter(errors.values()), None)
+    causes = [error for error in errors.values() if not isinstance(error, FhirCancelled)]
+    first = next(iter(causes or errors.values()), None)
     raise DataUnavailable(keys, _reason(first))  # type: ignore[arg-type]
 
 

@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from cds_service.storage import Database, upgrade
+from devtools.sandbox_postgres import PostgresServer, PostgresUnavailable
+from tests.support.databases import ENGINES, fresh_database_url
 from tests.support.leak_guard import SESSION_GUARD, LeakGuard, register_secret
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -115,3 +118,30 @@ def conformance_example():
         return path.read_text() if path.suffix == ".txt" else json.loads(path.read_text())
 
     return load
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server on loopback for the session; a test fails if it cannot start."""
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as error:
+        pytest.fail(f"PostgreSQL is required for this test and could not start: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty database, once per engine: SQLite and PostgreSQL."""
+    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    return fresh_database_url(request.param, tmp_path, server)
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    """A migrated database, once per engine."""
+    opened = Database(database_url)
+    upgrade(opened)
+    yield opened
+    opened.close()

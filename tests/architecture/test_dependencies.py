@@ -60,6 +60,7 @@ def third_party_imports(packages: Iterable[str], directories: Iterable[str] = ()
     for directory in directories:
         files.update({f"{directory}/{p.name}": p for p in sorted((ROOT / directory).glob("*.py"))})
     own = {*PRODUCT, "devtools", "tests", "benchmarks"}
+    own |= {path.stem for directory in directories for path in (ROOT / directory).glob("*.py")}
     found: dict[str, str] = {}
     for name, path in files.items():
         for item in imports_of(name, path):

@@ -20,7 +20,11 @@ from tests.cds_service.conftest import MakeSettings
 def test_healthz_answers_without_authentication(app: Flask) -> None:
     response = app.test_client().get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "version": version("picu-endotype")}
+    assert response.get_json() == {
+        "status": "ok",
+        "database": "ok",
+        "version": version("picu-endotype"),
+    }
 
 
 def test_factory_runs_the_app_with_the_given_settings(settings: Settings) -> None:

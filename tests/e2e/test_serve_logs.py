@@ -97,7 +97,8 @@ def test_served_log_has_an_audit_line_for_each_answered_hook(served_calls: Serve
     audited = {record["hookInstance"]: record for record in audit_records(served_calls.log)}
     for hook_instance in served_calls.hook_instances[:2]:
         assert audited[hook_instance]["event"] == "hook"
-        assert audited[hook_instance]["outcome"] in {"biomarker-guided", "standard"}
+        assert audited[hook_instance]["outcome"] == "card"
+        assert audited[hook_instance]["pathway"] in {"biomarker-guided", "standard"}
 
 
 def test_served_log_never_contains_a_jwt_or_access_token(served_calls: ServedCalls) -> None:

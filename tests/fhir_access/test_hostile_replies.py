@@ -15,6 +15,7 @@ from cds_service.settings import FhirSettings
 from fhir_mappings.client import (
     CallGuard,
     FhirBadResponse,
+    FhirCancelled,
     FhirClient,
     FhirReplyTooDeep,
     FhirReplyTooLarge,
@@ -143,7 +144,7 @@ def test_cancelling_the_guard_stops_a_call_waiting_for_headers(hostile: HostileF
 
     assert not thread.is_alive()
     assert time.monotonic() - cancelled_at < 2.0
-    assert [type(error) for error in outcome] == [FhirTimeout]
+    assert [type(error) for error in outcome] == [FhirCancelled]
 
 
 def test_an_oversized_next_page_is_left_unread_and_counted(hostile: HostileFhir) -> None:
@@ -180,7 +181,8 @@ def test_gather_answers_412_reasons_for_a_capped_reply(hostile: HostileFhir, pan
             limits=LimitSettings(max_reply_bytes=1 * MIB),
         )
 
-    assert raised.value.keys == ("il6",)
+    # the patient read may be stopped by the failed search (and then named too), never the cause
+    assert "il6" in raised.value.keys
     assert raised.value.reason == "the FHIR server's reply was larger than this service accepts"
 
 
