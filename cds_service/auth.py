@@ -103,7 +103,7 @@ class Authenticator:
         for client in settings.clients:
             if client.iss in clients:
                 raise ValueError(f"client {client.iss!r} is configured twice")
-            clients[client.iss] = (client, ClientKeys(client, interval))
+            clients[client.iss] = (client, ClientKeys(client, interval, settings.limits))
         return clients
 
     def authenticate_header(self, authorization: str | None, audience: str) -> CdsClient:

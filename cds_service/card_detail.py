@@ -87,6 +87,8 @@ EXCLUSION_TEXT = {
     ExclusionReason.OUTSIDE_WINDOW: "outside the look-back",
     ExclusionReason.IN_FUTURE: "dated in the future",
     ExclusionReason.MALFORMED: "malformed",
+    ExclusionReason.IMPLAUSIBLE: "impossible value, not used",
+    ExclusionReason.CONFLICTING: "conflicting copies, not used",
 }
 V1_HEADLINES = {
     Pathway.BIOMARKER_GUIDED: (
@@ -105,6 +107,7 @@ class ChartContext:
     encounter: str | None = None  # "Encounter/<id>"
     pending: frozenset[str] = field(default_factory=frozenset)  # analytes with an active order
     notes: tuple[str, ...] = ()  # plain sentences the card must show, e.g. an unknown age
+    incomplete: tuple[str, ...] = ()  # data keys with results left unread (paging, reply cap)
 
 
 @dataclass(frozen=True)
@@ -427,7 +430,7 @@ def _gaps_section(page: _Page) -> list[str]:
             for m in timeline.preliminary[:3]
         )
         lines.append(f"Preliminary (not used): {shown}.")
-    lines.extend(_excluded_lines(timeline))
+    lines.extend(_excluded_lines(page))
     older = [a for a in timeline.older if a in assessment.required]
     if older:
         lines.append(f"Older than the look-back (not used): {names(older)}.")
@@ -440,17 +443,29 @@ def _has_since_anchor(timeline: Timeline, analyte: str) -> bool:
     return bool(series and series.since_anchor)
 
 
-def _excluded_lines(timeline: Timeline) -> list[str]:
-    """'Excluded: 2 results (unit not convertible 1, entered in error 1).'"""
-    if not timeline.exclusions:
-        return []
-    counts: dict[str, int] = {}
-    for exclusion in timeline.exclusions:
+def _excluded_lines(page: _Page) -> list[str]:
+    """'Excluded: impossible value, not used: IL-6, Ferritin; entered in error: CRP.'
+
+    Results are named by analyte and grouped by reason; their free text (which may carry what
+    the EHR sent) stays off the card.
+    """
+    by_reason: dict[str, list[str]] = {}
+    for exclusion in page.timeline.exclusions:
         reason = EXCLUSION_TEXT.get(exclusion.reason, exclusion.reason.value)
-        counts[reason] = counts.get(reason, 0) + 1
-    parts = ", ".join(f"{reason} {count}" for reason, count in counts.items())
-    total = len(timeline.exclusions)
-    return [f"Excluded: {total} result{'s' if total > 1 else ''} ({parts})."]
+        name = label(page.panel, exclusion.analyte) if exclusion.analyte else "other"
+        by_reason.setdefault(reason, []).append(name)
+    if not by_reason:
+        return []
+    groups = "; ".join(f"{reason}: {_counted(names)}" for reason, names in by_reason.items())
+    return [f"Excluded: {groups}."]
+
+
+def _counted(names: list[str]) -> str:
+    """Names in first-seen order, a repeated one once with its count ("CRP ×2")."""
+    counts = dict.fromkeys(names, 0)
+    for name in names:
+        counts[name] += 1
+    return ", ".join(name if count == 1 else f"{name} ×{count}" for name, count in counts.items())
 
 
 def _identity_section(page: _Page) -> list[str]:

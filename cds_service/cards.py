@@ -27,6 +27,7 @@ __all__ = ["ChartContext", "build_card", "extension", "prune", "summary", "sugge
 SUMMARY_MAX_CHARS = 139  # "<140-character summary"
 SUMMARY_MAX_NAMES = 3  # missing markers named in an insufficient-data summary
 EXTENSION_KEY = "io.picu-endotype.assessment"
+INCOMPLETE_KEY = "incompleteData"  # data keys whose results were not all read
 TOPIC = {
     "system": "https://picu-endotype.org/CodeSystem/topic",
     "code": "immune-endotype",
@@ -71,7 +72,12 @@ def build_card(
         **offered,
         "overrideReasons": override_reasons(),
         "links": links(settings),
-        "extension": {EXTENSION_KEY: extension(assessment, timeline, chart)},
+        "extension": {
+            EXTENSION_KEY: {
+                **extension(assessment, timeline, chart),
+                INCOMPLETE_KEY: chart.incomplete,
+            }
+        },
     }
     return prune(card)
 

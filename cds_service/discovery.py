@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from flask import Blueprint, Flask, jsonify
+from flask import Blueprint, Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from cds_service import auth
@@ -99,10 +99,14 @@ def find_service(service_id: str) -> ServiceDefinition:
     return service
 
 
-@bp.get("/cds-services")
+@bp.get("/cds-services", strict_slashes=False)
 def list_services() -> ResponseReturnValue:
-    """Discovery: every service this server offers."""
+    """Discovery (also at `/cds-services/`): every service this server offers.
+
+    The JWT's `aud` must be the URL called, with its trailing slash if it had one.
+    """
     state = app_state()
-    auth.authenticate(f"{state.settings.public_base_url}/cds-services")
+    path = "/cds-services/" if request.path.endswith("/") else "/cds-services"
+    auth.authenticate(f"{state.settings.public_base_url}{path}")
     body = Services(services=[service.to_model() for service in state.services.values()])
     return jsonify(body.to_json())

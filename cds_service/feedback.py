@@ -1,8 +1,9 @@
 """`POST /cds-services/{id}/feedback` and the idempotent store behind it (shared database).
 
 The same card may receive feedback more than once (CDS Hooks §feedback), so each item is keyed by
-a canonical hash of (service id, item): a repeated body is acknowledged and stored once. We keep
-the caller's `iss`, `tenant` and `jti` for audit, never its JWT.
+a canonical hash of (service id, normalised item): a repeated body is acknowledged and stored
+once, even when it names the same instant with another UTC offset or a code with another
+display. We keep the caller's `iss`, `tenant` and `jti` for audit, never its JWT.
 """
 
 from __future__ import annotations
@@ -45,10 +46,28 @@ class StoreResult:
     duplicates: int
 
 
+def normalised_content(item: FeedbackItem) -> dict[str, object]:
+    """What makes two feedback items the same: the instant in UTC, codes by system and code.
+
+    Display texts, the order of accepted suggestions and unknown fields do not count.
+    """
+    override = item.overrideReason
+    reason = override.reason if override else None
+    return {
+        "card": str(item.card),
+        "outcome": item.outcome.value,
+        "acceptedSuggestions": sorted({str(s.id) for s in item.acceptedSuggestions or ()}),
+        "overrideReason": {"system": reason.system, "code": reason.code} if reason else None,
+        "userComment": override.userComment if override else None,
+        "outcomeTimestamp": item.outcomeTimestamp.astimezone(UTC).isoformat(),
+    }
+
+
 def item_hash(service_id: str, item: FeedbackItem) -> str:
-    """A canonical sha256 over the service id and one feedback item's content."""
-    content = item.model_dump(mode="json", exclude_none=True)
-    canonical = json.dumps([service_id, content], sort_keys=True, separators=(",", ":"))
+    """A canonical sha256 over the service id and one feedback item's normalised content."""
+    canonical = json.dumps(
+        [service_id, normalised_content(item)], sort_keys=True, separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -7,7 +7,6 @@ configured scorer assess it, and return the card. Only `gather` does I/O.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -38,11 +37,19 @@ from cds_service.errors import (
     WrongHook,
     validation_diagnostics,
 )
+from cds_service.logs import AUDIT_LOGGER, audit
 from cds_service.models import HookRequest, HookResponse, PatientViewContext
 from cds_service.settings import Settings
 from cds_service.state import app_state
 from fhir_mappings.encounters import condition_facts, encounter_facts, location_facts, order_facts
-from fhir_mappings.gather import DataUnavailable, FhirAccess, PatientData, gather_patient_data
+from fhir_mappings.gather import (
+    INCOMPLETE,
+    DataUnavailable,
+    FhirAccess,
+    PatientData,
+    gather_patient_data,
+)
+from fhir_mappings.limits import JsonTooDeep, loads_bounded
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel
 from fhir_mappings.patient import age_in_years
@@ -52,9 +59,14 @@ from model.context import CareContext, assess_context
 from model.timeline import build_timeline
 
 logger = logging.getLogger(__name__)
-audit_log = logging.getLogger("picu_endotype.audit")
+audit_log = logging.getLogger(AUDIT_LOGGER)
 
 AGE_GATED = "age-gated"
+INCOMPLETE_NOTE = (
+    "Data may be incomplete: the EHR holds more results ({keys}) than were read (paging limit, a "
+    "page on another server, or a page larger than this service accepts); older results may be "
+    "missing."
+)
 AGE_UNKNOWN = (
     "Patient age unknown (no usable birth date); this service is for patients under "
     "{limit:g} years: confirm the age."
@@ -102,9 +114,12 @@ def read_json_body() -> Any:
     if not request.is_json:
         raise UnsupportedMediaType("The request body must be sent as application/json.")
     body = read_body()
+    max_depth = app_state().settings.limits.max_json_depth
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return loads_bounded(body, max_depth)
+    except JsonTooDeep:
+        raise MalformedJson(f"The request body nests deeper than {max_depth} levels.") from None
+    except ValueError:  # UnicodeDecodeError is a ValueError
         raise MalformedJson("The request body is not valid JSON.") from None
 
 
@@ -163,7 +178,7 @@ class HookEngine:
             settings=self.settings,
             patient_id=context.patientId,
             encounter_id=context.encounterId,
-            chart=self.chart(care, age),
+            chart=self.chart(care, age, incomplete_keys(data)),
         )
         response = HookResponse.model_validate({"cards": [card]})
         pathway = assessment.pathway.value
@@ -186,13 +201,17 @@ class HookEngine:
             window=timedelta(hours=self.settings.window_hours),
         )
 
-    def chart(self, care: CareContext, age: float | None) -> ChartContext:
+    def chart(
+        self, care: CareContext, age: float | None, incomplete: tuple[str, ...]
+    ) -> ChartContext:
         """What the card shows beyond the results: PICU stay, encounter, pending orders, notes."""
-        notes: tuple[str, ...] = ()
+        notes: list[str] = []
+        if incomplete:
+            notes.append(INCOMPLETE_NOTE.format(keys=", ".join(incomplete)))
         if age is None and self.settings.max_age_years is not None:
-            notes = (AGE_UNKNOWN.format(limit=self.settings.max_age_years),)
+            notes.append(AGE_UNKNOWN.format(limit=self.settings.max_age_years))
         pending = frozenset(order.analyte for order in care.pending)
-        return ChartContext(care.in_picu, care.encounter, pending, notes)
+        return ChartContext(care.in_picu, care.encounter, pending, tuple(notes), incomplete)
 
     def above_age_limit(self, age: float | None) -> bool:
         """True when the patient is known to be at or over the configured age limit."""
@@ -205,6 +224,7 @@ class HookEngine:
         """Map the Observations, place them on the timeline's frame, and score it."""
         extraction = extract(data.observations, self.panel, patient_id=context.patientId)
         timeline = build_timeline(extraction, frame)
+        _check_deadline(data)
         return timeline, self.scorer.assess(timeline)
 
     def time_frame(self, now: datetime, anchor: Anchor) -> TimeFrame:
@@ -227,6 +247,7 @@ class HookEngine:
                 self.templates,
                 access,
                 self.settings.fhir,
+                limits=self.settings.limits,
             )
         except DataUnavailable as error:
             raise PreconditionFailed(f"The patient's data could not be obtained: {error}") from None
@@ -244,6 +265,20 @@ class HookEngine:
         except FhirServerNotAllowed as refusal:
             raise FhirServerRefused(f"{refusal}; nothing was sent to it.") from None
         return FhirAccess(server, token)
+
+
+def incomplete_keys(data: PatientData) -> tuple[str, ...]:
+    """The data keys whose results were not all read (a next page left unread)."""
+    return tuple(key for key, source in data.sources.items() if source.endswith(INCOMPLETE))
+
+
+def _check_deadline(data: PatientData) -> None:
+    """412 when queried data was mapped only after the FHIR deadline (it covers the mapping too)."""
+    if data.deadline is not None and time.monotonic() > data.deadline:
+        raise PreconditionFailed(
+            "The patient's data could not be obtained: the FHIR server's data could not be "
+            "read and mapped within the deadline."
+        )
 
 
 def init_app(app: Flask) -> None:
@@ -362,23 +397,22 @@ def _finish(call: HookCall, result: HookResult) -> None:
 
 
 def _log(call: HookCall, result: HookResult, pathway: str) -> None:
-    """One INFO line per hook: identifiers, outcome and timing; no patient values, no tokens."""
+    """One JSON audit line per hook: identifiers, outcome, timing; no patient values or tokens."""
     info = result.scorer
-    audit_log.info(
-        "hook hookInstance=%s iss=%s outcome=%s pathway=%s gate=%s anchor=%s scorer=%s/%s "
-        "sources=%s fhir_calls=%d duration_ms=%.0f",
-        call.hook_instance,
-        call.issuer,
-        result.error or result.outcome,
-        pathway,
-        result.gate_reason,
-        result.anchor["source"] if result.anchor else None,
-        info.id if info else None,
-        info.version if info else None,
-        _describe_sources(result.sources),
-        result.fhir_calls,
-        result.duration_seconds * 1000,
-    )
+    fields = {
+        "event": "hook",
+        "hookInstance": call.hook_instance,
+        "iss": call.issuer,
+        "outcome": result.error or result.outcome,
+        "pathway": pathway,
+        "gate": result.gate_reason,
+        "anchor": result.anchor["source"] if result.anchor else None,
+        "scorer": f"{info.id}/{info.version}" if info else None,
+        "sources": _describe_sources(result.sources),
+        "fhir_calls": result.fhir_calls,
+        "duration_ms": round(result.duration_seconds * 1000),
+    }
+    audit(audit_log, fields)
 
 
 def _describe_sources(sources: Mapping[str, str]) -> str:

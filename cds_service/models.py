@@ -7,6 +7,7 @@ the empty `{"cards": []}`. Spec: https://cds-hooks.hl7.org/2.0/
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from pydantic import (
 )
 
 SUMMARY_MAX_CHARS = 139  # "<140-character summary"
+EARLIEST_YEAR = 1900  # feedback timestamps before this (in UTC) are refused
 FHIR_ID_PATTERN = r"^[A-Za-z0-9\-\.]{1,64}$"
 USER_ID_PATTERN = r"^[A-Za-z]+/[A-Za-z0-9\-\.]{1,64}$"  # ord-1: {type}/{id}
 
@@ -36,9 +38,30 @@ def _absolute_url(value: str) -> str:
     return value
 
 
+def _not_a_dot_segment(value: str) -> str:
+    """Refuse `.` and `..`: valid by the FHIR id pattern, but path segments in a URL."""
+    if value.rsplit("/", 1)[-1] in (".", ".."):
+        raise ValueError("must not be '.' or '..'")
+    return value
+
+
+def _in_supported_range(value: datetime) -> datetime:
+    """The instant in UTC, when it falls in the years 1900 to 9999 there (no overflow)."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or utc.year < EARLIEST_YEAR:
+        raise ValueError(f"must lie between the years {EARLIEST_YEAR} and 9999 in UTC")
+    return utc
+
+
 Text = Annotated[str, StringConstraints(min_length=1)]
 AbsoluteUrl = Annotated[str, StringConstraints(min_length=1), AfterValidator(_absolute_url)]
-FhirId = Annotated[str, StringConstraints(pattern=FHIR_ID_PATTERN)]
+FhirId = Annotated[
+    str, StringConstraints(pattern=FHIR_ID_PATTERN), AfterValidator(_not_a_dot_segment)
+]
+UtcInstant = Annotated[AwareDatetime, AfterValidator(_in_supported_range)]
 JsonObject = Annotated[dict[str, Any], Field(min_length=1)]  # a non-empty JSON object
 
 
@@ -161,7 +184,9 @@ class HookRequest(_Inbound):
 class PatientViewContext(_Inbound):
     """patient-view context (https://cds-hooks.hl7.org/hooks/STU1/patient-view.html)."""
 
-    userId: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
+    userId: Annotated[
+        str, StringConstraints(pattern=USER_ID_PATTERN), AfterValidator(_not_a_dot_segment)
+    ]
     patientId: FhirId
     encounterId: FhirId | None = None
     extension: dict[str, Any] | None = None
@@ -359,7 +384,7 @@ class FeedbackItem(_Inbound):
     outcome: FeedbackOutcome
     acceptedSuggestions: Annotated[list[AcceptedSuggestion], Field(min_length=1)] | None = None
     overrideReason: OverrideReasonFeedback | None = None
-    outcomeTimestamp: AwareDatetime
+    outcomeTimestamp: UtcInstant  # normalised to UTC
 
     @model_validator(mode="after")
     def _accepted_names_suggestions(self) -> FeedbackItem:

@@ -14,13 +14,15 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from cds_service.logs import GunicornLogger, configure_logging
 from cds_service.settings import Settings, load_settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 logger = logging.getLogger(__name__)
 
-# Path without query string (%(U)s), never %(r)s, headers or the Authorization value.
+# Path without query string (%(U)s), never %(r)s, headers or the Authorization value. Every
+# field is quoted and escaped by GunicornLogger, so a path holding a line break stays one line.
 ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 
 
@@ -76,6 +78,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "accesslog": "-",
         "errorlog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,
+        "logger_class": GunicornLogger,
         "loglevel": settings.log_level.lower(),
         "timeout": 30,
         "limit_request_field_size": 16384,  # room for a large signed JWT header
@@ -116,7 +119,7 @@ def start_metrics_listener(settings: Settings) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load settings, refuse unsafe development mode, migrate, and serve until stopped."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("INFO")
     try:
         settings = settings_from_args(args)
     except (FileNotFoundError, ValueError) as error:

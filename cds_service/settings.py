@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from fhir_mappings.config import FhirSettings, LocalCode
+from fhir_mappings.limits import LimitSettings
 from model.context import ContextSettings
 from model.rule_settings import RuleSettings
 
@@ -40,6 +41,7 @@ __all__ = [
     "ENV_PREFIX",
     "ClientSettings",
     "FhirSettings",
+    "LimitSettings",
     "LocalCode",
     "PathwaySettings",
     "Settings",
@@ -160,6 +162,7 @@ class Settings(BaseSettings):
     window_hours: float = Field(48.0, gt=0)  # the early window after the anchor
     current_max_age_hours: float = Field(72.0, gt=0)  # older current state: insufficient data
     max_age_years: float | None = Field(18.0, gt=0)  # "none": no age gate
+    limits: LimitSettings = Field(default_factory=LimitSettings)  # reply sizes, nesting, JWKS
 
     # --- decision and cards ---
     scorer: Literal["rules", "model"] = "rules"

@@ -17,7 +17,7 @@ class _Strict(BaseModel):
 class FhirSettings(_Strict):
     """How we query the EHR's FHIR server when prefetch is absent or incomplete."""
 
-    timeout_seconds: float = Field(1.5, gt=0)  # per call
+    timeout_seconds: float = Field(1.5, gt=0)  # total time of one call
     deadline_seconds: float = Field(4.0, gt=0)  # all queries of one hook together
     max_pages: int = Field(5, ge=1)  # pages followed per query, the first included
     page_size: int = Field(50, ge=1, le=1000)  # `_count` on our own queries

@@ -2,8 +2,10 @@
 
 `gather_patient_data` classifies every prefetch key with the decision table in
 `fhir_mappings.prefetch`, queries the keys that need it in parallel under one overall deadline,
-and returns plain dicts. It raises `DataUnavailable` (the web layer answers 412) when required data
-cannot be obtained, and `ValueError` (400) for a malformed prefetch value or context id.
+and returns plain dicts. At the deadline (or at the first failure) every query still running is
+stopped, so no query thread outlives its hook. It raises `DataUnavailable` (the web layer
+answers 412) when required data cannot be obtained, and `ValueError` (400) for a malformed
+prefetch value or context id.
 """
 
 from __future__ import annotations
@@ -19,17 +21,23 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fhir_mappings.client import (
+    CallGuard,
     FhirBadResponse,
+    FhirCancelled,
     FhirClient,
     FhirError,
     FhirNotFound,
+    FhirReplyTooDeep,
+    FhirReplyTooLarge,
     FhirTimeout,
     FhirUnauthorized,
     FhirUnavailable,
+    ReplyLimits,
     entry_resources,
     thread_session,
 )
 from fhir_mappings.config import FhirSettings
+from fhir_mappings.limits import LimitSettings
 from fhir_mappings.prefetch import (
     MalformedPrefetch,
     PrefetchState,
@@ -45,6 +53,7 @@ logger = logging.getLogger(__name__)
 Resource = dict[str, Any]
 Job = Callable[[FhirClient], list[Resource]]
 INCOMPLETE = ":incomplete"  # appended to a source when a next page was left unread
+STOP_GRACE_SECONDS = 0.1  # how long stopped queries get to finish before their pool is retired
 
 _SOURCES = {
     PrefetchState.ABSENT: "query",
@@ -61,6 +70,8 @@ _REASONS: tuple[tuple[type[FhirError], str], ...] = (
     (FhirTimeout, "the FHIR server did not answer in time"),
     (FhirUnavailable, "the FHIR server is unavailable"),
     (FhirNotFound, "the FHIR server does not support the search"),
+    (FhirReplyTooLarge, "the FHIR server's reply was larger than this service accepts"),
+    (FhirReplyTooDeep, "the FHIR server's reply was nested too deeply"),
     (FhirBadResponse, "the FHIR server answered with unusable data"),
 )
 
@@ -78,11 +89,17 @@ class PatientData:
     """The patient's resources, and where each prefetch key's data came from."""
 
     patient: Resource | None
+    # identical copies merged; copies sharing an id but differing in content are all kept, so
+    # that the mapping can exclude them as conflicting
     observations: tuple[Resource, ...]
     # prefetch key -> "prefetch", "prefetch:null", "prefetch:empty", "prefetch+query:next-pages",
     # "query", "query:after-operation-outcome", "query:not-found"; "…:incomplete" when a next
-    # page was left unread (max_pages reached, or a next link outside the FHIR base URL)
+    # page was left unread (max_pages reached, a next link outside the FHIR base URL, or a next
+    # page larger than the reply cap)
     sources: Mapping[str, str]
+    # time.monotonic() by which the hook must have mapped this data, when the FHIR server was
+    # queried (the query deadline also covers parsing and mapping); None for prefetch only
+    deadline: float | None = None
     fhir_calls: int = 0  # FHIR calls made for this hook
     fhir_seconds: float = 0.0  # their total duration (they run in parallel)
     # every other searched resource by type ("Encounter", "Location", "ServiceRequest", ...),
@@ -120,6 +137,7 @@ def gather_patient_data(
     access: FhirAccess | None,
     fhir: FhirSettings,
     *,
+    limits: LimitSettings | None = None,
     client_factory: Callable[..., FhirClient] = FhirClient,
 ) -> PatientData:
     """The patient and panel Observations from prefetch, querying what prefetch lacks."""
@@ -134,12 +152,17 @@ def gather_patient_data(
         for key, state in states.items()
         if state.needs_query or state is PrefetchState.PAGED
     }
-    fetched = _run_jobs(jobs, access, fhir, client_factory) if jobs else {}
+    deadline = time.monotonic() + fhir.deadline_seconds if jobs else None
+    fetched = (
+        _run_jobs(jobs, access, fhir, limits or LimitSettings(), deadline, client_factory)
+        if deadline is not None
+        else {}
+    )
     by_key = {key: [*prefetched[key], *_resources(fetched.get(key))] for key in templates}
     sources = _sources(states, templates, by_key)
     for key in (key for key, result in fetched.items() if not result.complete):
         sources[key] += INCOMPLETE
-    data = _patient_data(templates, by_key, sources)
+    data = _patient_data(templates, by_key, sources, deadline)
     return replace(
         data,
         fhir_calls=sum(result.calls for result in fetched.values()),
@@ -230,13 +253,16 @@ def _run_jobs(
     jobs: Mapping[str, Job],
     access: FhirAccess | None,
     fhir: FhirSettings,
+    limits: LimitSettings,
+    deadline: float,
     client_factory: Callable[..., FhirClient],
 ) -> dict[str, Fetched]:
     """Run every key's FHIR call in parallel under one deadline; DataUnavailable on any failure."""
     if access is None:
         raise DataUnavailable(tuple(jobs), "no FHIR server access for data not in prefetch")
     base_url, token = access.base_url, access.access_token
-    deadline = time.monotonic() + fhir.deadline_seconds
+    guard = CallGuard(deadline)
+    reply_limits = ReplyLimits(limits.max_reply_bytes, limits.max_json_depth)
 
     def run(job: Job) -> Fetched:
         """One job on a client over this thread's own pooled session (never shared by threads)."""
@@ -247,6 +273,8 @@ def _run_jobs(
             max_pages=fhir.max_pages,
             deadline=deadline,
             session=thread_session(),
+            limits=reply_limits,
+            guard=guard,
         ) as client:
             resources = job(client)
             return Fetched(
@@ -260,11 +288,23 @@ def _run_jobs(
     futures = {executor.submit(run, job): key for key, job in jobs.items()}
     left = max(0.0, deadline - time.monotonic())
     done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
-    still_running = [future for future in pending if not future.cancel()]
-    if still_running:
-        _QUERY_THREADS.discard(executor)
+    _stop(guard, executor, pending)
     _raise_for_failures(futures, done, pending)
     return {futures[future]: future.result() for future in done}
+
+
+def _stop(guard: CallGuard, executor: ThreadPoolExecutor, pending: set[Future[Fetched]]) -> None:
+    """Stop the queries still queued or running; retire the pool if one does not stop at once."""
+    guard.cancel()
+    still_running = [future for future in pending if not future.cancel()]
+    if not still_running:
+        return
+    _, unfinished = wait(still_running, timeout=STOP_GRACE_SECONDS)
+    if unfinished:
+        logger.warning(
+            "%d FHIR queries did not stop at once; their threads are retired", len(unfinished)
+        )
+        _QUERY_THREADS.discard(executor)
 
 
 def _raise_for_failures(
@@ -281,7 +321,8 @@ def _raise_for_failures(
     if not errors and not pending:
         return
     keys = tuple(sorted({*errors, *(futures[f] for f in pending)}))
-    first = next(iter(errors.values()), None)
+    causes = [error for error in errors.values() if not isinstance(error, FhirCancelled)]
+    first = next(iter(causes or errors.values()), None)
     raise DataUnavailable(keys, _reason(first))  # type: ignore[arg-type]
 
 
@@ -312,6 +353,7 @@ def _patient_data(
     templates: Mapping[str, str],
     by_key: Mapping[str, list[Resource]],
     sources: Mapping[str, str],
+    deadline: float | None,
 ) -> PatientData:
     """The patient read, the Observation searches, and every other search's resources by type.
 
@@ -319,7 +361,7 @@ def _patient_data(
     (an Encounter search's Locations), never OperationOutcomes.
     """
     patient: Resource | None = None
-    observations: dict[str, Resource] = {}
+    observations: dict[str, list[Resource]] = {}  # identity -> its distinct copies
     others: dict[str, dict[str, Resource]] = {}
     for key, template in templates.items():
         resource_type = template_resource_type(template)
@@ -329,15 +371,19 @@ def _patient_data(
             wanted = [r for r in by_key[key] if r.get("resourceType") == resource_type]
             if len(wanted) < len(by_key[key]):
                 logger.debug("%s: skipped %d other resources", key, len(by_key[key]) - len(wanted))
-            observations.update((_identity(r), r) for r in wanted)
+            for resource in wanted:
+                copies = observations.setdefault(_identity(resource), [])
+                if resource not in copies:  # identical copies (prefetch and query) merge
+                    copies.append(resource)
         else:
             for resource in by_key[key]:
                 kind = resource.get("resourceType")
                 if isinstance(kind, str) and kind != "OperationOutcome":
                     others.setdefault(kind, {})[_identity(resource)] = resource
     logger.debug("gathered data: %s", ", ".join(f"{k}={v}" for k, v in sources.items()))
+    merged = tuple(resource for copies in observations.values() for resource in copies)
     found = {kind: tuple(items.values()) for kind, items in others.items()}
-    return PatientData(patient, tuple(observations.values()), dict(sources), others=found)
+    return PatientData(patient, merged, dict(sources), deadline, others=found)
 
 
 def _identity(resource: Resource) -> str:

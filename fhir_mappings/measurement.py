@@ -29,6 +29,8 @@ class ExclusionReason(StrEnum):
     OUTSIDE_WINDOW = "outside-window"
     IN_FUTURE = "in-future"
     MALFORMED = "malformed"
+    IMPLAUSIBLE = "implausible"  # negative, impossible zero, beyond physical limits, not finite
+    CONFLICTING = "conflicting"  # another copy with the same Observation id differs
 
 
 @dataclass(frozen=True, slots=True)

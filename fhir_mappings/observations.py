@@ -3,6 +3,9 @@
 Plain dict access only: this is the hot path of every hook. Observations whose code is not a
 panel analyte are ignored; every recognised Observation becomes exactly one Measurement or one
 Exclusion (one per panel component for panel Observations), and malformed input never raises.
+A value outside its analyte's physically possible range (after unit conversion) is excluded as
+implausible, and Observations sharing an id but differing in content are all excluded as
+conflicting: neither can ever be scored.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ def extract(
     """Map Observation dicts to Measurements and Exclusions; never raises on malformed input."""
     measurements: list[Measurement] = []
     exclusions: list[Exclusion] = []
-    for item in observations:
-        for outcome in _outcomes(item, panel, patient_id):
+    items = list(observations)
+    conflicting = _conflicting_ids(items)
+    for item in items:
+        for outcome in _outcomes(item, panel, patient_id, conflicting):
             if isinstance(outcome, Measurement):
                 measurements.append(outcome)
             else:
@@ -61,7 +66,29 @@ def extract(
     return Extraction(measurements=tuple(measurements), exclusions=tuple(exclusions))
 
 
-def _outcomes(item: Any, panel: Panel, patient_id: str | None) -> Iterator[Measurement | Exclusion]:
+def _conflicting_ids(items: list[Any]) -> frozenset[str]:
+    """Ids carried by two Observations whose content differs (their `meta` and `text` aside)."""
+    first_seen: dict[str, Mapping[str, Any]] = {}
+    conflicting: set[str] = set()
+    for item in items:
+        if (
+            not isinstance(item, Mapping)
+            or item.get("resourceType", "Observation") != "Observation"
+        ):
+            continue
+        identifier = resource_id(item)
+        if identifier is None:
+            continue
+        content = {key: value for key, value in item.items() if key not in ("meta", "text")}
+        seen = first_seen.setdefault(identifier, content)
+        if seen is not content and seen != content:
+            conflicting.add(identifier)
+    return frozenset(conflicting)
+
+
+def _outcomes(
+    item: Any, panel: Panel, patient_id: str | None, conflicting: frozenset[str]
+) -> Iterator[Measurement | Exclusion]:
     """The Measurements and Exclusions of one entry; other resource types yield nothing."""
     if not isinstance(item, Mapping):
         yield Exclusion(ExclusionReason.MALFORMED, "an Observation entry is not a JSON object")
@@ -69,7 +96,15 @@ def _outcomes(item: Any, panel: Panel, patient_id: str | None) -> Iterator[Measu
     if item.get("resourceType", "Observation") != "Observation":
         return
     for result in _recognised(item, panel):
-        yield _outcome(result, patient_id)
+        if resource_id(item) in conflicting:
+            yield _exclusion(
+                result,
+                ExclusionReason.CONFLICTING,
+                "another copy with the same Observation id has different content; no copy is used",
+                effective_time_or_none(item),
+            )
+        else:
+            yield _outcome(result, patient_id)
 
 
 def _recognised(observation: Mapping[str, Any], panel: Panel) -> Iterator[_Result]:
@@ -123,10 +158,12 @@ def _measurement(
     source_value = numeric_value(sent.get("value"), result.analyte.display)
     sent_comparator = comparator(sent)
     source_unit, unit_assumed = _source_unit(sent, result.coding, result.analyte)
+    value = _converted(source_value, source_unit, result.analyte)
+    _check_plausible(value, source_value, source_unit, result.analyte)
     reference_high, reference_text = reference_limit(result.holder, source_unit, result.analyte)
     return Measurement(
         analyte=result.analyte.key,
-        value=_converted(source_value, source_unit, result.analyte),
+        value=value,
         unit=result.analyte.unit,
         time=time,
         system=result.coding.system,
@@ -173,6 +210,24 @@ def _converted(value: float, source_unit: str, analyte: Analyte) -> float:
     except UnitConversionError:
         shown = source_unit if is_valid_ucum(source_unit) else repr(source_unit)
         raise _unit_error(analyte, f"{shown} cannot be converted to {analyte.unit}") from None
+
+
+def _check_plausible(value: float, source_value: float, source_unit: str, analyte: Analyte) -> None:
+    """Refuse a value that is not finite or not physically possible for its analyte."""
+    if analyte.is_plausible(value):
+        return
+    unit = analyte.unit
+    if not math.isfinite(value):
+        detail = f"{source_value:g} {source_unit} is not a finite number in {unit}"
+    elif value > analyte.plausible_max:
+        detail = f"{value:g} {unit} is above the physical limit of {analyte.plausible_max:g} {unit}"
+    elif analyte.plausible_min_exclusive:
+        detail = (
+            f"{value:g} {unit} is impossible: it must be above {analyte.plausible_min:g} {unit}"
+        )
+    else:
+        detail = f"{value:g} {unit} is below the physical limit of {analyte.plausible_min:g} {unit}"
+    raise Unusable(ExclusionReason.IMPLAUSIBLE, f"{analyte.display} {detail}")
 
 
 def _unit_error(analyte: Analyte, reason: str) -> Unusable:

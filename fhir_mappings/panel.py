@@ -7,12 +7,13 @@ read by the scorers, the synthetic cohort generator and the tests alike.
 from __future__ import annotations
 
 import functools
+import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from fhir_mappings.config import LocalCode
 from fhir_mappings.units import UnitConversionError, convert
@@ -20,7 +21,18 @@ from fhir_mappings.units import UnitConversionError, convert
 LOINC_SYSTEM = "http://loinc.org"
 PANEL_RESOURCE = "panel.toml"
 ANALYTE_KEYS = frozenset(
-    {"display", "label", "tier", "unit", "codes", "model_feature", "molar_mass_g_per_mol"}
+    {
+        "display",
+        "label",
+        "tier",
+        "unit",
+        "codes",
+        "model_feature",
+        "molar_mass_g_per_mol",
+        "plausible_min",
+        "plausible_max",
+        "plausible_min_exclusive",
+    }
 )
 
 
@@ -56,6 +68,23 @@ class Analyte(_Frozen):
     codes: tuple[Coding, ...] = Field(min_length=1)
     model_feature: int | None = Field(default=None, ge=1)  # model input column, 1-based
     molar_mass: float | None = Field(default=None, gt=0)  # g/mol; set only where legitimate
+    plausible_min: float  # physically possible range, canonical unit (panel.toml says why)
+    plausible_max: float
+    plausible_min_exclusive: bool = False  # true where exactly the minimum (zero) is impossible
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> Analyte:
+        if not self.plausible_min < self.plausible_max:
+            raise ValueError(f"{self.key}: plausible_min must be below plausible_max")
+        return self
+
+    def is_plausible(self, value: float) -> bool:
+        """True when `value` (canonical unit) is finite and physically possible."""
+        if not math.isfinite(value) or value > self.plausible_max:
+            return False
+        if self.plausible_min_exclusive:
+            return value > self.plausible_min
+        return value >= self.plausible_min
 
     @property
     def primary(self) -> Coding:
@@ -139,6 +168,9 @@ def _analyte_from_table(key: str, table: Mapping[str, Any]) -> Analyte:
         codes=codes,
         model_feature=table.get("model_feature"),
         molar_mass=table.get("molar_mass_g_per_mol"),
+        plausible_min=table["plausible_min"],
+        plausible_max=table["plausible_max"],
+        plausible_min_exclusive=table.get("plausible_min_exclusive", False),
     )
 
 

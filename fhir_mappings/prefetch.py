@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 PATIENT_KEY = "patient"
 PANEL_KEY = "panel"  # every panel analyte's Observations in one search
 FHIR_ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
+DOT_SEGMENTS = frozenset({".", ".."})  # match FHIR_ID, but a URL resolves them to another path
 USER_REFERENCE = re.compile(r"(?P<type>[A-Z][A-Za-z]{1,63})/(?P<id>[A-Za-z0-9\-\.]{1,64})")
 TOKEN = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 FILLABLE_TOKENS = ("context.patientId", "context.userId", "context.encounterId")
@@ -102,10 +103,10 @@ def _token_value(token: str, context: Mapping[str, Any]) -> str:
     value = context.get(field)
     if not isinstance(value, str):
         raise ValueError(f"context.{field} is required by a prefetch template")
-    if FHIR_ID.fullmatch(value):
+    if FHIR_ID.fullmatch(value) and value not in DOT_SEGMENTS:
         return quote(value, safe="")
     reference = USER_REFERENCE.fullmatch(value) if field == "userId" else None
-    if reference is None:
+    if reference is None or reference["id"] in DOT_SEGMENTS:
         raise ValueError(f"context.{field} is not a valid FHIR id")
     return f"{reference['type']}/{quote(reference['id'], safe='')}"
 

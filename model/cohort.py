@@ -11,7 +11,7 @@ Only this module reads cohort files.
 from __future__ import annotations
 
 import csv
-import json
+import math
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from fhir_mappings.limits import JsonTooDeep, loads_bounded
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel, load_panel
 from model.assessment import Anchor, AnchorSource, Endotype, TimeFrame, Timeline
@@ -48,6 +49,9 @@ REFERENCE_LABELS = frozenset(
 SYNTHETIC_TAG = ("https://picu-endotype.org/fhir/CodeSystem/data-origin", "synthetic")
 # resources read from a cohort are validated with these FHIR R4B models
 FHIR_MODELS = {"Patient": Patient, "Encounter": Encounter, "Observation": Observation}
+MAX_AGE_MONTHS = 1200  # 100 years: a larger age is a data error
+MIN_ONSET_YEAR, MAX_ONSET_YEAR = 1900, 9998  # onset + 48 h must stay a valid datetime
+MAX_JSON_DEPTH = 64  # FHIR resources nest far less deeply
 
 
 class CohortError(ValueError):
@@ -92,22 +96,30 @@ class Cohort:
 
 def read_outcomes(path: Path) -> tuple[PatientOutcome, ...]:
     """Parse the outcomes CSV, refusing rows that break the contract (with their line number)."""
+    if not path.is_file():
+        raise CohortError(f"outcomes file not found (or not a file): {path}")
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = set(OUTCOME_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise CohortError(f"{path.name}: missing columns {sorted(missing)}")
-        rows = tuple(_outcome(row, line) for line, row in enumerate(reader, start=2))
+        try:
+            missing = set(OUTCOME_COLUMNS) - set(reader.fieldnames or ())
+            if missing:
+                raise CohortError(f"{path.name}: missing columns {sorted(missing)}")
+            rows = tuple(_outcome(row, reader.line_num, path.name) for row in reader)
+        except UnicodeDecodeError:
+            raise CohortError(f"{path.name} line {reader.line_num + 1}: not UTF-8 text") from None
+        except csv.Error as error:
+            raise CohortError(f"{path.name} line {reader.line_num}: {error}") from None
     if len({row.patient_id for row in rows}) != len(rows):
         raise CohortError(f"{path.name}: a patient_id appears more than once")
     return rows
 
 
-def _outcome(row: Mapping[str, str], line: int) -> PatientOutcome:
+def _outcome(row: Mapping[str | None, Any], line: int, file_name: str) -> PatientOutcome:
     try:
-        onset = datetime.fromisoformat(row["onset_time"])
-        if onset.tzinfo is None:
-            raise ValueError("onset_time has no UTC offset")
+        _check_row_shape(row)
+        patient_id = row["patient_id"].strip()
+        if not patient_id:
+            raise ValueError("patient_id is empty")
         sex = row["sex"].strip()
         if sex not in SEXES:
             raise ValueError(f"sex {sex!r} is not one of {sorted(SEXES)}")
@@ -115,17 +127,46 @@ def _outcome(row: Mapping[str, str], line: int) -> PatientOutcome:
         if label is not None and label not in REFERENCE_LABELS:
             raise ValueError(f"reference_endotype {label!r} is not a known endotype")
         return PatientOutcome(
-            patient_id=row["patient_id"].strip(),
-            onset_time=onset,
+            patient_id=patient_id,
+            onset_time=_onset(row["onset_time"]),
             sex=sex,
-            age_months=float(row["age_months"]),
+            age_months=_age_months(row["age_months"]),
             sepsis=_flag(row["sepsis"]),
             picu_death=_flag(row["picu_death"]),
             complicated_course=_flag(row["complicated_course"]),
             reference_endotype=label,
         )
     except (KeyError, ValueError) as error:
-        raise CohortError(f"outcomes line {line}: {error}") from None
+        raise CohortError(f"{file_name} line {line}: {error}") from None
+
+
+def _check_row_shape(row: Mapping[str | None, Any]) -> None:
+    """Every column present, and no field beyond the header."""
+    if None in row:
+        raise ValueError("the row has more fields than the header")
+    absent = [column for column in OUTCOME_COLUMNS if row.get(column) is None]
+    if absent:
+        raise ValueError(f"missing fields {absent}")
+
+
+def _onset(text: str) -> datetime:
+    """An onset time with a UTC offset, between the years 1900 and 9998."""
+    onset = datetime.fromisoformat(text.strip())
+    if onset.tzinfo is None:
+        raise ValueError("onset_time has no UTC offset")
+    if not MIN_ONSET_YEAR <= onset.year <= MAX_ONSET_YEAR:
+        raise ValueError(
+            f"onset_time year {onset.year} is outside {MIN_ONSET_YEAR}-{MAX_ONSET_YEAR}"
+        )
+    return onset
+
+
+def _age_months(text: str) -> float:
+    """An age in months: a finite number from 0 to MAX_AGE_MONTHS."""
+    age = float(text)
+    if not math.isfinite(age) or not 0 <= age <= MAX_AGE_MONTHS:
+        raise ValueError(f"age_months {text.strip()!r} is not a number from 0 to {MAX_AGE_MONTHS}")
+    return age
 
 
 def _flag(text: str) -> bool:
@@ -138,19 +179,24 @@ def read_resources(cohort_dir: Path, resource_type: str) -> Iterator[dict[str, A
     """Every resource in `<Type>*.ndjson` files (Bulk Data style), one valid R4B resource a line."""
     files = sorted(cohort_dir.glob(f"{resource_type}*.ndjson"))
     for path in files:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield _resource(line, path, number, resource_type)
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if raw.strip():
+                    yield _resource(raw, path, number, resource_type)
 
 
-def _resource(line: str, path: Path, number: int, resource_type: str) -> dict[str, Any]:
+def _resource(raw: bytes, path: Path, number: int, resource_type: str) -> dict[str, Any]:
+    where = f"{path.name} line {number}"
     try:
-        resource = json.loads(line)
-    except json.JSONDecodeError:
-        raise CohortError(f"{path.name} line {number}: not valid JSON") from None
+        resource = loads_bounded(raw.decode("utf-8"), MAX_JSON_DEPTH)
+    except UnicodeDecodeError:
+        raise CohortError(f"{where}: not UTF-8 text") from None
+    except JsonTooDeep:
+        raise CohortError(f"{where}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:
+        raise CohortError(f"{where}: not valid JSON") from None
     if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
-        raise CohortError(f"{path.name} line {number}: not a {resource_type} resource")
+        raise CohortError(f"{where}: not a {resource_type} resource")
     _validate(resource, path, number)
     return resource
 

@@ -49,12 +49,12 @@ def run(args: argparse.Namespace) -> int:
             random_state=args.seed,
             progress=not args.quiet,
         )
-    except (CohortError, ModelFileError, ValueError, FileNotFoundError) as error:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(render_report(report), encoding="utf-8")
+        json_path(args.report).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    except (CohortError, ModelFileError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(render_report(report), encoding="utf-8")
-    json_path(args.report).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     for line in summary_lines(report):
         print(line)
     print(

@@ -144,7 +144,12 @@ def load_model(path: Path) -> EndotypeModel:
     meta_file = metadata_path(path)
     if not path.is_file() or not meta_file.is_file():
         raise ModelFileError(f"model file or its metadata not found: {path}, {meta_file}")
-    metadata = json.loads(meta_file.read_text())
+    try:
+        metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+    except ValueError:  # not UTF-8, or not JSON
+        raise ModelFileError(f"{meta_file}: not a JSON metadata file") from None
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{meta_file}: not a JSON object")
     _check_version(metadata)
     _check_hash(path, metadata)
     _check_metadata_keys(metadata)

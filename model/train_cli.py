@@ -41,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
             random_state=args.seed,
             progress=not args.quiet,
         )
-    except (CohortError, ValueError, FileNotFoundError) as error:
+        metadata = {**model.metadata, "developer": args.developer}
+        saved = save_model(EndotypeModel(model.estimator, metadata), args.out)
+    except (CohortError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    metadata = {**model.metadata, "developer": args.developer}
-    saved = save_model(EndotypeModel(model.estimator, metadata), args.out)
     _summary(saved, time.perf_counter() - started)
     return 0
 

@@ -46,7 +46,7 @@ def test_unknown_kid_causes_at_most_one_refresh(probe, httpserver: HTTPServer, s
     response = call(client, SERVICE, make_token(stranger_key, iss=EHR, aud=SERVICE))
 
     assert response.status_code == 401
-    assert _fetches(httpserver) == 2  # the first load and one refresh, nothing more
+    assert _fetches(httpserver) == 1  # the first load is already fresh: no second fetch
 
 
 def test_flood_of_unknown_kids_is_limited_to_one_fetch_per_interval(probe, httpserver):

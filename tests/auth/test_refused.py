@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from pytest_httpserver import HTTPServer
 
+from cds_service.jwks import RemoteKeySet
 from tests.auth.conftest import (
     BASE,
     DISCOVERY,
@@ -207,7 +208,7 @@ def test_spec_example_token_validly_signed_but_expired_is_refused(
     assert jwt.decode(
         example, spec_key, algorithms=["ES384"], audience=spec_endpoint, options=unexpired
     )["jti"]
-    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", lambda self: {jku: public_jwks}[self.uri])
+    monkeypatch.setattr(RemoteKeySet, "_download", lambda self: {jku: public_jwks}[self.url])
     client = probe([{"iss": "https://fhir-ehr.example.com/", "allowed_jku": [jku]}])
 
     response = call(client, spec_endpoint, example)

@@ -329,7 +329,7 @@ def test_converted_and_assumed_units_are_noted_beside_the_value(rules, make_card
     assert card["extension"][EXTENSION_KEY]["markers"]["il6"]["unitAssumed"] is True
 
 
-def test_excluded_results_are_counted_by_reason_and_their_free_text_stays_out(rules, make_card):
+def test_excluded_results_are_named_by_reason_and_their_free_text_stays_out(rules, make_card):
     hostile = Exclusion(
         reason=ExclusionReason.MALFORMED,
         detail="<img src=x onerror=alert(1)> [click](javascript:alert(1))",
@@ -341,7 +341,7 @@ def test_excluded_results_are_counted_by_reason_and_their_free_text_stays_out(ru
     )
     timeline = timeline_of(*draw(2, il6=3, cxcl9=200, ferritin=80, crp=3), exclusions=errors)
     card = make_card(rules.assess(timeline), timeline)
-    assert "Excluded: 2 results (malformed 1, entered in error 1)." in lines_of(card)
+    assert "Excluded: malformed: IL-6; entered in error: CRP." in lines_of(card)
     assert "<img" not in json.dumps(card) and "javascript" not in json.dumps(card)
 
 

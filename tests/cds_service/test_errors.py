@@ -205,7 +205,7 @@ def test_unexpected_exception_is_500_logging_only_its_type(
     assert_outcome(response, 500, "PICU-500-INTERNAL")
     assert "123456" not in response.get_data(as_text=True)
     assert "RuntimeError" in caplog.text
-    assert "outcome=PICU-500-INTERNAL" in caplog.text
+    assert '"outcome":"PICU-500-INTERNAL"' in caplog.text
     assert "123456" not in caplog.text
     assert all(record.exc_info is None for record in caplog.records)
 
@@ -250,3 +250,17 @@ def test_every_error_class_has_its_own_code_naming_its_status() -> None:
     assert len(codes) == len(set(codes))
     for cls in classes:
         assert re.fullmatch(rf"PICU-{cls.status}-[A-Z-]+", cls.code), cls
+
+
+def test_a_prefetch_nested_past_the_depth_limit_is_400_before_any_mapping(
+    caller: HookCaller,
+) -> None:
+    nested: Any = {}
+    for _ in range(70):  # parses fine, but deeper than limits.max_json_depth (64)
+        nested = {"x": nested}
+    body = hook_request("p1", prefetch={"il6": {"resourceType": "Bundle", "entry": [nested]}})
+
+    response = caller.call(body)
+
+    assert_outcome(response, 400, "PICU-400-MALFORMED-JSON")
+    assert "nests deeper than 64 levels" in response.get_data(as_text=True)

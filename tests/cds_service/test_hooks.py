@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -280,11 +281,14 @@ def test_each_hook_writes_one_audit_line_without_patient_values(
         caller.call(body)
     lines = [r.getMessage() for r in caplog.records if r.name == "picu_endotype.audit"]
     assert len(lines) == 1
-    assert body["hookInstance"] in lines[0]
-    assert "iss=https://ehr.test" in lines[0]
-    assert re.search(r"duration_ms=\d+", lines[0])
-    assert "sources=prefetch:3,prefetch:empty:1 " in lines[0]  # no orders: an empty Bundle
-    assert "outcome=card pathway=standard gate=in-picu anchor=picu-admission " in lines[0]
+    record = json.loads(lines[0])
+    assert record["event"] == "hook"
+    assert record["hookInstance"] == body["hookInstance"]
+    assert record["iss"] == "https://ehr.test"
+    assert isinstance(record["duration_ms"], int)
+    assert record["sources"] == "prefetch:3,prefetch:empty:1"  # no orders: an empty Bundle
+    assert (record["outcome"], record["pathway"]) == ("card", "standard")
+    assert (record["gate"], record["anchor"]) == ("in-picu", "picu-admission")
     assert PATIENT_ID not in lines[0]
     assert "1200" not in lines[0]
 
@@ -296,7 +300,7 @@ def test_refused_hook_is_audited_with_its_error_code(
         caller.call(hook_request(PATIENT_ID))
     lines = [r.getMessage() for r in caplog.records if r.name == "picu_endotype.audit"]
     assert len(lines) == 1
-    assert "outcome=PICU-412-DATA-UNAVAILABLE" in lines[0]
+    assert json.loads(lines[0])["outcome"] == "PICU-412-DATA-UNAVAILABLE"
 
 
 def test_token_scoped_to_another_patient_is_400_and_nothing_is_fetched(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,9 +87,18 @@ def test_served_hook_answers_prefetch_and_queries_and_refuses_a_replay_or_forger
     assert served_calls.statuses == [200, 200, 401, 401]
 
 
+def audit_records(log: str) -> list[dict]:
+    """The JSON audit records of a served log, one per line."""
+    records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    return [record for record in records if record.get("logger") == "picu_endotype.audit"]
+
+
 def test_served_log_has_an_audit_line_for_each_answered_hook(served_calls: ServedCalls) -> None:
+    audited = {record["hookInstance"]: record for record in audit_records(served_calls.log)}
     for hook_instance in served_calls.hook_instances[:2]:
-        assert f"hookInstance={hook_instance}" in served_calls.log
+        assert audited[hook_instance]["event"] == "hook"
+        assert audited[hook_instance]["outcome"] == "card"
+        assert audited[hook_instance]["pathway"] in {"biomarker-guided", "standard"}
 
 
 def test_served_log_never_contains_a_jwt_or_access_token(served_calls: ServedCalls) -> None:

@@ -640,3 +640,17 @@ def test_an_encounter_search_keeps_its_included_locations_and_other_searches_the
     assert data.of_type("Location") == (bed, ward)  # the same Location twice is kept once
     assert data.of_type("ServiceRequest") == (order,)
     assert data.of_type("OperationOutcome") == () and data.observations == ()
+
+
+def test_copies_of_one_id_are_merged_only_when_identical(
+    small_templates: dict[str, str], fhir_settings: FhirSettings
+) -> None:
+    first = observation("il6-9", "26881-3", 12.0, "2026-11-20T06:00:00Z")
+    altered = {**first, "valueQuantity": {**first["valueQuantity"], "value": 950.0}}
+    prefetch: dict[str, Any] = {key: None for key in small_templates}
+    prefetch["patient"] = patient_resource()
+    prefetch["il6"] = searchset([first, dict(first), altered])
+
+    data = gather_patient_data(prefetch, CONTEXT, small_templates, None, fhir_settings)
+
+    assert [o["valueQuantity"]["value"] for o in data.observations] == [12.0, 950.0]
