@@ -63,10 +63,11 @@ audit_log = logging.getLogger(AUDIT_LOGGER)
 
 AGE_GATED = "age-gated"
 INCOMPLETE_NOTE = (
-    "Data may be incomplete: the EHR holds more results ({keys}) than were read (paging limit, a "
-    "page on another server, or a page larger than this service accepts); older results may be "
-    "missing."
+    "Data may be incomplete: the EHR holds more {what} than were read (paging limit, a page on "
+    "another server, or a page larger than this service accepts); older results may be missing."
 )
+# what each data key holds, in the incomplete-data note
+KEY_CONTENTS = {"panel": "marker results", "encounters": "encounters", "orders": "orders"}
 AGE_UNKNOWN = (
     "Patient age unknown (no usable birth date); this service is for patients under "
     "{limit:g} years: confirm the age."
@@ -207,7 +208,8 @@ class HookEngine:
         """What the card shows beyond the results: PICU stay, encounter, pending orders, notes."""
         notes: list[str] = []
         if incomplete:
-            notes.append(INCOMPLETE_NOTE.format(keys=", ".join(incomplete)))
+            what = ", ".join(KEY_CONTENTS.get(key, key) for key in incomplete)
+            notes.append(INCOMPLETE_NOTE.format(what=what))
         if age is None and self.settings.max_age_years is not None:
             notes.append(AGE_UNKNOWN.format(limit=self.settings.max_age_years))
         pending = frozenset(order.analyte for order in care.pending)

@@ -62,7 +62,7 @@ def il6_from_the_server(caller: HookCaller, hostile: HostileFhir) -> dict[str, A
         for name, value in {"ferritin": 120.0, "crp": 3.0, "cxcl9": 300.0, "ifng": 2.0}.items()
     ]
     prefetch = full_prefetch(templates, patient(PATIENT_ID, years_before(now, 5)), results)
-    del prefetch["il6"]
+    del prefetch["panel"]
     return hook_request(
         PATIENT_ID,
         prefetch=prefetch,
@@ -108,7 +108,7 @@ def test_a_hostile_reply_is_a_prompt_412_with_a_clean_reason(
     assert_outcome(response, 412, "PICU-412-DATA-UNAVAILABLE")
     assert diagnostics(response) == (
         "PICU-412-DATA-UNAVAILABLE: The patient's data could not be obtained: "
-        f"the FHIR server's {reason} (data: il6)"
+        f"the FHIR server's {reason} (data: panel)"
     )
 
 
@@ -166,10 +166,11 @@ def test_a_card_from_pages_left_unread_says_its_data_may_be_incomplete(
 
     assert response.status_code == 200, response.get_data(as_text=True)
     [card] = response.get_json()["cards"]
-    assert card["extension"]["io.picu-endotype.assessment"]["incompleteData"] == ["il6"]
-    headline, note = card["detail"].split("\n\n")[:2]
-    assert note.startswith("**Data may be incomplete**: the EHR holds more results for")
-    assert "Interleukin-6" in note
+    assert card["extension"]["io.picu-endotype.assessment"]["incompleteData"] == ["panel"]
+    assert (
+        "**Note:** Data may be incomplete: the EHR holds more marker results than were read"
+        in card["detail"]
+    )
 
 
 def test_a_card_from_complete_data_makes_no_such_claim(

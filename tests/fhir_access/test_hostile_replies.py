@@ -164,7 +164,7 @@ def test_an_oversized_next_page_is_left_unread_and_counted(hostile: HostileFhir)
 def il6_only(panel: Panel) -> dict[str, str]:
     """The patient read and the IL-6 search."""
     templates = prefetch_templates(panel, page_size=50)
-    return {key: templates[key] for key in ("patient", "il6")}
+    return {key: templates[key] for key in ("patient", "panel")}
 
 
 def test_gather_answers_412_reasons_for_a_capped_reply(hostile: HostileFhir, panel: Panel) -> None:
@@ -182,7 +182,7 @@ def test_gather_answers_412_reasons_for_a_capped_reply(hostile: HostileFhir, pan
         )
 
     # the patient read may be stopped by the failed search (and then named too), never the cause
-    assert "il6" in raised.value.keys
+    assert "panel" in raised.value.keys
     assert raised.value.reason == "the FHIR server's reply was larger than this service accepts"
 
 
