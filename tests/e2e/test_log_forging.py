@@ -67,7 +67,7 @@ def served_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             body = hook_request(
                 "forging-1",
                 fhir.base_url,
-                prefetch={"il6": forged_outcome()},
+                prefetch={"panel": forged_outcome()},
                 access_token=access_token,
             )
             headers = {"Authorization": f"Bearer {forged_token(ehr, hook_url)}"}
