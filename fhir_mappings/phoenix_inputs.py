@@ -352,7 +352,7 @@ def _check_local_unit(item: MeasuredInput, unit: str | None) -> None:
         return
     try:
         convert(1.0, unit, item.unit, molar_mass=item.molar_mass)
-    except (UnitConversionError, AttributeError) as error:
+    except UnitConversionError as error:
         raise ValueError(f"Phoenix local code unit {unit!r} for {item.key}: {error}") from None
 
 
@@ -585,7 +585,7 @@ def _plain(text: Any) -> str | None:
 def _converted(value: float, unit: str, item: MeasuredInput) -> float:
     try:
         return convert(value, unit, item.unit, molar_mass=item.molar_mass)
-    except (UnitConversionError, AttributeError):
+    except UnitConversionError:
         raise Unusable(
             ExclusionReason.UNIT_NOT_CONVERTIBLE,
             f"{item.display}: {unit} cannot be converted to {item.unit}",
@@ -1031,7 +1031,7 @@ def _gestational_age_weeks(observations: Iterable[Mapping[str, Any]]) -> float |
         unit = sent.get("code") or sent.get("unit")
         try:
             weeks = convert(float(sent["value"]), unit, "wk") if unit else None
-        except (UnitConversionError, AttributeError, TypeError):
+        except (UnitConversionError, TypeError):
             weeks = None
         if weeks is not None and 20 <= weeks <= 45:
             found.append((str(observation.get("effectiveDateTime", "")), weeks))
