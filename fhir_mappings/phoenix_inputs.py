@@ -3,7 +3,8 @@
 `load_phoenix_catalog` reads `phoenix_inputs.toml` (plus a site's `PhoenixCodeSettings`);
 `extract_phoenix` turns Observation, Procedure, DeviceUseStatement, MedicationAdministration and
 MedicationRequest dicts into `PhoenixReading`s and `PhoenixExclusion`s; `phoenix_patient` reads
-the age and scope signals (birth date, gestational age, birth hospitalisation). Plain dict access,
+the age and scope signals (the birth date through `fhir_mappings.patient`, the encounter's start
+and admit source from its `EncounterFacts`, the gestational age at birth). Plain dict access,
 and malformed input never raises. Resources that carry no Phoenix input are ignored.
 
 Traps handled here (see the FHIR code map for Phoenix in the clinical reference):
@@ -33,7 +34,9 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any
 
+from fhir_mappings.encounters import EncounterFacts
 from fhir_mappings.measurement import COUNTED_STATUSES, ExclusionReason
+from fhir_mappings.patient import full_birth_date
 from fhir_mappings.phoenix_config import RXNORM_SYSTEM, SNOMED_SYSTEM, PhoenixCodeSettings
 from fhir_mappings.resource_fields import (
     Unusable,
@@ -969,51 +972,26 @@ _MAPPERS.update(
 
 def phoenix_patient(
     patient: Mapping[str, Any] | None,
-    encounter: Mapping[str, Any] | None = None,
+    encounter: EncounterFacts | None = None,
     observations: Iterable[Mapping[str, Any]] = (),
 ) -> PhoenixPatient:
     """Birth date, encounter start, gestational age at birth and birth hospitalisation."""
-    birth_date = _birth_date(patient)
-    start = _encounter_start(encounter)
+    birth_date = full_birth_date(patient)
     return PhoenixPatient(
         birth_date=birth_date,
-        encounter_start=start,
+        encounter_start=encounter.start if encounter is not None else None,
         gestational_age_weeks=_gestational_age_weeks(observations),
-        birth_hospitalisation=_is_birth_hospitalisation(encounter, birth_date, start),
+        birth_hospitalisation=_is_birth_hospitalisation(encounter, birth_date),
     )
 
 
-def _birth_date(patient: Mapping[str, Any] | None) -> date | None:
-    """Patient.birthDate when it is a full date (a year or month alone gives no age in months)."""
-    text = patient.get("birthDate") if isinstance(patient, Mapping) else None
-    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _encounter_start(encounter: Mapping[str, Any] | None) -> datetime | None:
-    period = encounter.get("period") if isinstance(encounter, Mapping) else None
-    if not isinstance(period, Mapping) or not period.get("start"):
-        return None
-    try:
-        return utc(period["start"])
-    except Unusable:
-        return None
-
-
-def _is_birth_hospitalisation(
-    encounter: Mapping[str, Any] | None, birth_date: date | None, start: datetime | None
-) -> bool:
+def _is_birth_hospitalisation(encounter: EncounterFacts | None, birth_date: date | None) -> bool:
     """Admitted as "born in hospital", or an encounter that began on or before the birth date."""
-    if not isinstance(encounter, Mapping):
+    if encounter is None:
         return False
-    hospitalization = encounter.get("hospitalization")
-    admit = hospitalization.get("admitSource") if isinstance(hospitalization, Mapping) else None
-    if (ADMIT_SOURCE_SYSTEM, "born") in coding_keys(admit):
+    if (ADMIT_SOURCE_SYSTEM, "born") in encounter.admit_source:
         return True
+    start = encounter.start
     return birth_date is not None and start is not None and start.date() <= birth_date
 
 
