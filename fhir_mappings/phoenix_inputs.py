@@ -199,6 +199,7 @@ class PhoenixCatalog:
     pupil_not_reactive: frozenset[Key]
     pupil_reactive: frozenset[Key]
     arterial_methods: frozenset[Key] = frozenset()
+    panel_codes: tuple[Key, ...] = ()  # searched for their components (the BP panel)
     ddu_to_feu_factor: float | None = None
     vasoactives_from: str = "administrations"
     _by_code: dict[Key, tuple[MeasuredInput, InputCode]] = field(
@@ -230,13 +231,14 @@ class PhoenixCatalog:
         return self.inputs[key].carry_forward
 
     def observation_codes(self, *, phoenix8: bool = False) -> tuple[Key, ...]:
-        """Every Observation code to ask for, in catalog order (Phoenix-8 extras on request)."""
+        """Every Observation code to ask for, in catalog order (Phoenix-8 extras on request),
+        then the panels whose components are inputs."""
         return tuple(
             (coding.system, coding.code)
             for item in self.inputs.values()
             if phoenix8 or not item.phoenix8
             for coding in item.codes
-        )
+        ) + tuple(code for code in self.panel_codes if code not in self._by_code)
 
     def medication_codes(self) -> tuple[Key, ...]:
         """Every vasoactive medication code, agent by agent."""
@@ -344,6 +346,7 @@ def load_phoenix_catalog(settings: PhoenixCodeSettings | None = None) -> Phoenix
         pupil_not_reactive=_keys(answers["not_reactive"], LOINC_SYSTEM),
         pupil_reactive=_keys(answers["reactive"], LOINC_SYSTEM),
         arterial_methods=frozenset((m.system, m.code) for m in site.arterial_method_codes),
+        panel_codes=tuple(sorted(_keys(tables["panels"]["codes"], LOINC_SYSTEM))),
         ddu_to_feu_factor=site.ddu_to_feu_factor,
         vasoactives_from=site.vasoactives_from,
     )
