@@ -294,24 +294,32 @@ def is_synthetic(resource: Mapping[str, Any]) -> bool:
 
 
 def load_cohort(cohort_dir: Path, outcomes_file: Path) -> Cohort:
-    """Read outcomes and group Observations by patient."""
+    """Read outcomes and every resource the toolkit uses, validated, grouped by patient."""
     if not cohort_dir.is_dir():
         raise CohortError(f"cohort directory not found: {cohort_dir}")
     outcomes = read_outcomes(outcomes_file)
-    observations = _by_patient(read_resources(cohort_dir, "Observation"))
-    encounters = _by_patient(read_resources(cohort_dir, "Encounter"))
-    phoenix = _by_patient(
-        resource for kind in PHOENIX_TYPES for resource in read_resources(cohort_dir, kind)
+    kinds = ("Observation", "Encounter", *PHOENIX_TYPES, "Patient")
+    return cohort_of(
+        outcomes,
+        (resource for kind in kinds for resource in read_resources(cohort_dir, kind)),
     )
-    patients = list(read_resources(cohort_dir, "Patient"))
+
+
+def cohort_of(outcomes: tuple[PatientOutcome, ...], resources: Iterable[dict[str, Any]]) -> Cohort:
+    """A cohort from outcomes and resources already read (or generated; not validated again),
+    grouped by patient as `load_cohort` groups them, in the order given."""
+    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for resource in resources:
+        by_kind[resource.get("resourceType", "")].append(resource)
+    patients = by_kind["Patient"]
     return Cohort(
         outcomes=outcomes,
-        observations=observations,
+        observations=_by_patient(by_kind["Observation"]),
         n_patient_resources=len(patients),
         n_synthetic_patients=sum(is_synthetic(patient) for patient in patients),
         patients={patient["id"]: patient for patient in patients if "id" in patient},
-        encounters=encounters,
-        phoenix=phoenix,
+        encounters=_by_patient(by_kind["Encounter"]),
+        phoenix=_by_patient(r for kind in PHOENIX_TYPES for r in by_kind[kind]),
     )
 
 
