@@ -109,6 +109,8 @@ class PhoenixPlan:
     coagulation: bool
     d_dimer: bool
     onset_fio2: float
+    vitals_hours: float = 4.0  # vital signs every this many hours (hourly around the onset)
+    vitals_skipped: float = 0.0  # the share of vital-signs sets not charted
 
 
 def plan_course(
@@ -157,6 +159,8 @@ def plan_course(
         coagulation=coagulation,
         d_dimer=coagulation and rng.random() < _p("phoenix.d_dimer_share"),
         onset_fio2=float(rng.uniform(_p("phoenix.onset.fio2_min"), _p("phoenix.onset.fio2_max"))),
+        vitals_hours=_p("phoenix.vitals_interval_hours"),
+        vitals_skipped=_p("phoenix.vitals_skipped"),
     )
 
 
@@ -257,9 +261,16 @@ class _Writer:
     patient_id: str
     encounter_id: str
     offset_minutes: int
+    now: datetime | None = None  # a stay still in progress: support running at `now` stays open
 
     def time(self, moment: datetime) -> str:
         return format_time(moment, self.offset_minutes)
+
+    def period(self, start: datetime, end: datetime) -> tuple[dict[str, str], bool]:
+        """(Period, running): open and running when the stay is in progress and lasts to now."""
+        if self.now is not None and end >= self.now:
+            return {"start": self.time(start)}, True
+        return {"start": self.time(start), "end": self.time(end)}, False
 
     def base(self, kind: str, suffix: str) -> dict[str, Any]:
         return {
@@ -309,9 +320,11 @@ def phoenix_resources(
     return resources
 
 
-def writer_for(patient_id: str, encounter_id: str, offset_minutes: int) -> _Writer:
-    """The renderer of one child's resources."""
-    return _Writer(patient_id, encounter_id, offset_minutes)
+def writer_for(
+    patient_id: str, encounter_id: str, offset_minutes: int, now: datetime | None = None
+) -> _Writer:
+    """The renderer of one child's resources (`now`: the stay is still in progress)."""
+    return _Writer(patient_id, encounter_id, offset_minutes, now)
 
 
 def _vital_signs(
@@ -319,9 +332,9 @@ def _vital_signs(
 ) -> Iterator[dict[str, Any]]:
     """Pulse oximetry (with the FiO2 on oxygen) and a blood-pressure panel, every few hours and
     hourly around the onset."""
-    interval, skipped = _p("phoenix.vitals_interval_hours"), _p("phoenix.vitals_skipped")
     dense = int(_p("phoenix.vitals_hourly_around_onset_hours"))
-    for number, moment in enumerate(_schedule(rng, plan.times, interval, skipped, dense)):
+    schedule = _schedule(rng, plan.times, plan.vitals_hours, plan.vitals_skipped, dense)
+    for number, moment in enumerate(schedule):
         spo2, fio2 = _oxygen(rng, plan, moment)
         pulse_ox = writer.observation(
             f"spo2-{number}", "59408-5", "Oxygen saturation by Pulse oximetry", moment, VITAL_SIGNS
@@ -392,7 +405,7 @@ def _gases(
         return
     interval = _p("phoenix.gas_interval_hours")
     moment, number = plan.times.onset + HOUR, 0
-    while moment < plan.imv_end:
+    while moment < min(plan.imv_end, plan.times.end):
         gas = writer.observation(
             f"pao2-{number}", "2703-7", "Oxygen [Partial pressure] in Arterial blood", moment,
             LABORATORY,
@@ -470,13 +483,11 @@ def _support(plan: PhoenixPlan, writer: _Writer) -> Iterator[dict[str, Any]]:
         device["patient"] = {"reference": f"Patient/{writer.patient_id}"}
         yield device
         statement = writer.base("DeviceUseStatement", "hfnc-use")
+        period, running = writer.period(plan.imv_end, plan.hfnc_until)
         statement |= {
-            "status": "completed",
+            "status": "active" if running else "completed",
             "subject": {"reference": f"Patient/{writer.patient_id}"},
-            "timingPeriod": {
-                "start": writer.time(plan.imv_end),
-                "end": writer.time(plan.hfnc_until),
-            },
+            "timingPeriod": period,
             "device": {"reference": f"Device/{device['id']}"},
         }
         yield statement
@@ -486,12 +497,13 @@ def _procedure(
     writer: _Writer, suffix: str, code: str, display: str, start: datetime, end: datetime
 ) -> dict[str, Any]:
     procedure = writer.base("Procedure", suffix)
+    period, running = writer.period(start, end)
     procedure |= {
-        "status": "completed",
+        "status": "in-progress" if running else "completed",
         "code": {"coding": [{"system": SNOMED, "code": code, "display": display}]},
         "subject": {"reference": f"Patient/{writer.patient_id}"},
         "encounter": {"reference": f"Encounter/{writer.encounter_id}"},
-        "performedPeriod": {"start": writer.time(start), "end": writer.time(end)},
+        "performedPeriod": period,
     }
     return procedure
 
@@ -522,12 +534,13 @@ def _infusion(
     by_product = clinical_drug and rng.random() < _p("phoenix.share.infusion_clinical_drug_code")
     code = clinical_drug if by_product else ingredient
     infusion = writer.base("MedicationAdministration", f"infusion-{number}")
+    period, running = writer.period(start, end)
     infusion |= {
-        "status": "completed",
+        "status": "in-progress" if running else "completed",
         "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": code}]},
         "subject": {"reference": f"Patient/{writer.patient_id}"},
         "context": {"reference": f"Encounter/{writer.encounter_id}"},
-        "effectivePeriod": {"start": writer.time(start), "end": writer.time(end)},
+        "effectivePeriod": period,
         "dosage": {
             "route": {"coding": [dict(INTRAVENOUS)]},
             "rateQuantity": {
