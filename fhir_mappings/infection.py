@@ -80,7 +80,10 @@ class InfectionEvidence:
 def infection_evidence(
     resources: Iterable[Any], codes: InfectionCodes, *, patient_id: str | None = None
 ) -> tuple[InfectionEvidence, ...]:
-    """Every usable sign of infection among `resources`, oldest first."""
+    """Every usable sign of infection among `resources`, oldest first (none when the site
+    configured no signal)."""
+    if not codes.configured:
+        return ()
     items = [item for item in resources if isinstance(item, Mapping)]
     found = [*_conditions(items, codes, patient_id)]
     for item in items:
