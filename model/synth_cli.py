@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         "MedicationAdministration.ndjson": summary.medication_administrations,
     }
     for name, count in counts.items():
-        print(f"  {name:<19} {count}")
-    print(f"  {'outcomes.csv':<19} {summary.patients} rows")
+        print(f"  {name:<31} {count}")
+    print(f"  {'outcomes.csv':<31} {summary.patients} rows")
     print("  data_card.md")
     return 0

@@ -40,8 +40,8 @@ def test_synth_writes_the_cohort_and_prints_where_and_how_many(
     assert str(out) in printed.out
     for name in names - {"outcomes.csv", "data_card.md"}:
         lines = (out / name).read_text(encoding="utf-8").splitlines()
-        assert f"  {name:<19} {len(lines)}\n" in printed.out
-    assert "  Patient.ndjson      12\n" in printed.out and "Location.ndjson     1\n" in printed.out
+        assert f"  {name:<31} {len(lines)}\n" in printed.out
+    assert f"  {'Patient.ndjson':<31} 12\n" in printed.out
     assert printed.err == ""  # no progress bar when stderr is not a terminal
 
 
