@@ -217,7 +217,11 @@ class PhoenixCatalog:
 
     def match(self, concept: Any) -> tuple[MeasuredInput, InputCode] | None:
         """The measured input of the first coding of a CodeableConcept that matches exactly."""
-        for key in coding_keys(concept):
+        return self.match_keys(coding_keys(concept))
+
+    def match_keys(self, keys: Iterable[Key]) -> tuple[MeasuredInput, InputCode] | None:
+        """The measured input of the first (system, code) pair that matches exactly."""
+        for key in keys:
             if key in self._by_code:
                 return self._by_code[key]
         return None
@@ -445,11 +449,14 @@ class _Part:
 def _observation(observation: Mapping[str, Any], context: _Context) -> Iterator[Outcome]:
     """Readings from an Observation and its components (a BP panel gives SBP, DBP and MAP)."""
     catalog = context.catalog
-    if _is_gestational_age(observation):
+    keys = coding_keys(observation.get("code"))
+    if any(key in GESTATIONAL_AGE_CODES for key in keys):
         return
-    parts = [
+    own = catalog.match_keys(keys)
+    parts = [_Part(observation, *own)] if own is not None else []
+    parts += [
         _Part(holder, *matched)
-        for holder in [observation, *mappings(observation.get("component"))]
+        for holder in mappings(observation.get("component"))
         if (matched := catalog.match(holder.get("code"))) is not None
     ]
     if not parts:
