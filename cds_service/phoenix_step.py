@@ -108,7 +108,8 @@ class PhoenixStep:
     def context(
         self, data: PatientData, encounter: str | None, patient_id: str, now: datetime
     ) -> PhoenixContext:
-        """The Phoenix course of the encounter in question ("Encounter/<id>"), from the data."""
+        """The Phoenix course of the encounter in question ("Encounter/<id>"), from the data,
+        up to the current minute (so that a card does not change from one second to the next)."""
         resources = [
             *data.observations,
             *(item for kind in RESOURCE_TYPES for item in data.of_type(kind)),
@@ -120,7 +121,7 @@ class PhoenixStep:
             patient=data.patient,
             encounter=_encounter(data, encounter, patient_id),
             resources=resources,
-            now=now,
+            now=now.replace(second=0, microsecond=0),  # the card's latest point, to the minute
             settings=self.settings,
             catalog=self.catalog,
             patient_id=patient_id,
