@@ -216,6 +216,7 @@ def test_metrics_are_not_served_on_the_main_port_without_a_token(app: Flask):
     assert app.test_client().get("/metrics").status_code == 404
 
 
+@pytest.mark.slow
 def test_healthz_is_503_when_the_database_does_not_answer(
     make_settings: MakeSettings, postgres_server: PostgresServer
 ):

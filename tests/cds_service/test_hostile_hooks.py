@@ -112,6 +112,7 @@ def test_a_hostile_reply_is_a_prompt_412_with_a_clean_reason(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", [Fault.DRIP, Fault.DRIP_HEADERS])
 def test_a_dripping_server_gets_a_412_at_the_deadline_and_its_connection_closed(
     hostile: HostileFhir, signing_key: SigningKey, tmp_path: Any, fault: Fault

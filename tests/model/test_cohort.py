@@ -22,6 +22,8 @@ from model.cohort import (
 from model.features import feature_row
 from model.synth import generate_cohort, write_cohort
 
+pytestmark = pytest.mark.slow  # synthetic cohorts written and read back
+
 HEADER = (
     "patient_id,onset_time,sex,age_months,sepsis,picu_death,complicated_course,reference_endotype"
 )

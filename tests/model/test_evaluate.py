@@ -31,6 +31,8 @@ from model.metrics import (
 from model.pipeline import load_model
 from model.report import render_report
 
+pytestmark = pytest.mark.slow  # a model evaluated on a synthetic cohort
+
 
 @pytest.fixture(scope="module")
 def scores():

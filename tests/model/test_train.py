@@ -50,6 +50,7 @@ def test_unlabelled_cohort_trains_on_derived_endotypes(small_cohort):
     assert rates["hyperinflammatory-il6-ifng"] == max(rates.values())
 
 
+@pytest.mark.slow
 def test_training_twice_gives_identical_coefficients(small_cohort, small_model):
     again = train_model(small_cohort, model_id="t", version="0", description="t", progress=False)
     high = small_model.high_risk_class
