@@ -250,6 +250,7 @@ class HookEngine:
                 access,
                 self.settings.fhir,
                 limits=self.settings.limits,
+                hooks_in_flight=self.settings.threads,
             )
         except DataUnavailable as error:
             raise PreconditionFailed(f"The patient's data could not be obtained: {error}") from None

@@ -21,7 +21,7 @@ class FhirSettings(_Strict):
     deadline_seconds: float = Field(4.0, gt=0)  # all queries of one hook together
     max_pages: int = Field(5, ge=1)  # pages followed per query, the first included
     page_size: int = Field(50, ge=1, le=1000)  # `_count` on our own queries
-    max_workers: int = Field(8, ge=1)  # parallel queries per hook
+    max_workers: int = Field(16, ge=1)  # parallel queries per hook
 
 
 class LocalCode(_Strict):

@@ -10,11 +10,13 @@ prefetch value or context id.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -139,8 +141,13 @@ def gather_patient_data(
     *,
     limits: LimitSettings | None = None,
     client_factory: Callable[..., FhirClient] = FhirClient,
+    hooks_in_flight: int = 1,
 ) -> PatientData:
-    """The patient and panel Observations from prefetch, querying what prefetch lacks."""
+    """The patient and panel Observations from prefetch, querying what prefetch lacks.
+
+    `hooks_in_flight` is how many hooks this process may be answering at once: the query threads
+    are sized so that each can run `fhir.max_workers` queries without waiting for another's.
+    """
     states = {key: classify(prefetch, key) for key in templates}
     values = {key: (prefetch or {}).get(key) for key in templates}
     prefetched = {
@@ -154,7 +161,9 @@ def gather_patient_data(
     }
     deadline = time.monotonic() + fhir.deadline_seconds if jobs else None
     fetched = (
-        _run_jobs(jobs, access, fhir, limits or LimitSettings(), deadline, client_factory)
+        _run_jobs(
+            jobs, access, fhir, limits or LimitSettings(), deadline, client_factory, hooks_in_flight
+        )
         if deadline is not None
         else {}
     )
@@ -216,7 +225,11 @@ def _job(template: str, state: PrefetchState, value: Any, context: Mapping[str, 
 
 
 class _QueryThreads:
-    """This process's FHIR query threads, kept between hooks so their connections stay open."""
+    """This process's FHIR query threads, kept between hooks so their connections stay open.
+
+    The pool has room for every hook in flight to run its widest lane at once; threads start
+    only when needed, so a process answering one hook at a time keeps only a few.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -232,12 +245,15 @@ class _QueryThreads:
             return executor
 
     def discard(self, executor: ThreadPoolExecutor) -> None:
-        """Retire a pool whose threads are still busy past a deadline; the next hook gets anew."""
+        """Retire a pool whose threads are still busy past a deadline; the next hook gets anew.
+
+        Lanes other hooks have queued on it still run: its idle threads take them.
+        """
         with self._lock:
             for size, held in list(self._executors.items()):
                 if held is executor:
                     del self._executors[size]
-        executor.shutdown(wait=False, cancel_futures=True)
+        executor.shutdown(wait=False)
 
     def reset_after_fork(self) -> None:
         """A forked child inherits no threads: forget the parent's pools (and its lock)."""
@@ -249,6 +265,36 @@ _QUERY_THREADS = _QueryThreads()
 os.register_at_fork(after_in_child=_QUERY_THREADS.reset_after_fork)
 
 
+def _submit_in_lanes(
+    executor: ThreadPoolExecutor, work: Mapping[str, Callable[[], Fetched]], width: int
+) -> dict[Future[Fetched], str]:
+    """Run `work` on at most `width` pool threads at once; one future per key.
+
+    Each of the `width` lanes takes the next waiting item until none is left, so one hook never
+    holds more than `width` threads however many keys it queries. A future cancelled before its
+    lane reaches it never runs.
+    """
+    futures: dict[Future[Fetched], str] = {Future(): key for key in work}
+    waiting = deque(futures.items())
+
+    def lane() -> None:
+        while True:
+            try:
+                future, key = waiting.popleft()
+            except IndexError:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(work[key]())
+            except BaseException as error:  # handed to the waiting hook, as an executor would
+                future.set_exception(error)
+
+    for _ in range(min(width, len(work))):
+        executor.submit(lane)
+    return futures
+
+
 def _run_jobs(
     jobs: Mapping[str, Job],
     access: FhirAccess | None,
@@ -256,6 +302,7 @@ def _run_jobs(
     limits: LimitSettings,
     deadline: float,
     client_factory: Callable[..., FhirClient],
+    hooks_in_flight: int,
 ) -> dict[str, Fetched]:
     """Run every key's FHIR call in parallel under one deadline; DataUnavailable on any failure."""
     if access is None:
@@ -284,8 +331,9 @@ def _run_jobs(
                 seconds=client.call_seconds,
             )
 
-    executor = _QUERY_THREADS.executor(fhir.max_workers)
-    futures = {executor.submit(run, job): key for key, job in jobs.items()}
+    executor = _QUERY_THREADS.executor(fhir.max_workers * hooks_in_flight)
+    work = {key: functools.partial(run, job) for key, job in jobs.items()}
+    futures = _submit_in_lanes(executor, work, fhir.max_workers)
     left = max(0.0, deadline - time.monotonic())
     done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
     _stop(guard, executor, pending)
