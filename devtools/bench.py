@@ -261,6 +261,17 @@ def send(connection: http.client.HTTPConnection, request: Request) -> tuple[floa
     return (time.perf_counter() - started) * 1000, status
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def served_cpu_seconds(service: Served) -> float:
+    """CPU time used so far by the gunicorn master and its current workers."""
+    return sum(cpu_seconds(pid) for pid in [service.process.pid, *service.worker_pids()])
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of a process in KiB (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
