@@ -3,7 +3,6 @@ the per-call timeout stay exact, each hook's own, however many hooks are in flig
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -89,4 +88,4 @@ def test_the_per_call_timeout_holds_for_every_hook_of_many(tmp_path: Path) -> No
     for reply in replies:
         shown = _diagnostics(reply)
         assert "did not answer in time" in shown and "overall deadline" not in shown
-    assert json.dumps(log).count("FHIR server timed out") >= QUERY_HOOKS
+    assert log.count("FHIR query for") >= QUERY_HOOKS  # every hook logged its timed-out call
