@@ -20,7 +20,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError as DatabaseError
 
-from cds_service import auth, metrics, silent_mode
+from cds_service import auth, metrics, silent_mode, turns
 from cds_service.audit import HookCall, HookResult, data_source
 from cds_service.auth import CdsClient, FhirServerNotAllowed
 from cds_service.cards import ChartContext, build_card
@@ -251,6 +251,7 @@ class HookEngine:
                 self.settings.fhir,
                 limits=self.settings.limits,
                 hooks_in_flight=self.settings.threads,
+                waiting=turns.released,
             )
         except DataUnavailable as error:
             raise PreconditionFailed(f"The patient's data could not be obtained: {error}") from None

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -142,11 +143,14 @@ def gather_patient_data(
     limits: LimitSettings | None = None,
     client_factory: Callable[..., FhirClient] = FhirClient,
     hooks_in_flight: int = 1,
+    waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> PatientData:
     """The patient and panel Observations from prefetch, querying what prefetch lacks.
 
     `hooks_in_flight` is how many hooks this process may be answering at once: the query threads
     are sized so that each can run `fhir.max_workers` queries without waiting for another's.
+    The calling thread waits for the queries inside `waiting()` (the web layer gives its turn
+    away there).
     """
     states = {key: classify(prefetch, key) for key in templates}
     values = {key: (prefetch or {}).get(key) for key in templates}
@@ -162,7 +166,14 @@ def gather_patient_data(
     deadline = time.monotonic() + fhir.deadline_seconds if jobs else None
     fetched = (
         _run_jobs(
-            jobs, access, fhir, limits or LimitSettings(), deadline, client_factory, hooks_in_flight
+            jobs,
+            access,
+            fhir,
+            limits or LimitSettings(),
+            deadline,
+            client_factory,
+            hooks_in_flight,
+            waiting,
         )
         if deadline is not None
         else {}
@@ -303,6 +314,7 @@ def _run_jobs(
     deadline: float,
     client_factory: Callable[..., FhirClient],
     hooks_in_flight: int,
+    waiting: Callable[[], AbstractContextManager[object]],
 ) -> dict[str, Fetched]:
     """Run every key's FHIR call in parallel under one deadline; DataUnavailable on any failure."""
     if access is None:
@@ -334,9 +346,10 @@ def _run_jobs(
     executor = _QUERY_THREADS.executor(fhir.max_workers * hooks_in_flight)
     work = {key: functools.partial(run, job) for key, job in jobs.items()}
     futures = _submit_in_lanes(executor, work, fhir.max_workers)
-    left = max(0.0, deadline - time.monotonic())
-    done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
-    _stop(guard, executor, pending)
+    with waiting():
+        left = max(0.0, deadline - time.monotonic())
+        done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
+        _stop(guard, executor, pending)
     _raise_for_failures(futures, done, pending)
     return {futures[future]: future.result() for future in done}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 
@@ -74,3 +75,33 @@ def test_a_pool_sized_for_one_hook_makes_a_second_hook_wait(fhir: HeldFhir) -> N
             future.result(timeout=60)
 
     assert fhir.most_waiting == WIDTH
+
+
+def test_the_hook_waits_for_its_queries_inside_waiting(fhir: HeldFhir) -> None:
+    states: list[str] = []
+
+    @contextmanager
+    def waiting() -> Iterator[None]:
+        states.append("waiting")
+        yield
+        states.append("done")
+
+    templates = prefetch_templates(load_panel(), page_size=50)
+    settings = FhirSettings(timeout_seconds=30, deadline_seconds=30, max_workers=WIDTH)
+    with ThreadPoolExecutor(1) as hook:
+        gathered = hook.submit(
+            gather_patient_data,
+            None,
+            {"patientId": "pat-1", "userId": "Practitioner/dr-7"},
+            templates,
+            FhirAccess(fhir.base_url, TOKEN),
+            settings,
+            waiting=waiting,
+        )
+        assert fhir.wait_for(1)
+        during = list(states)
+        fhir.release()
+        gathered.result(timeout=60)
+
+    assert during == ["waiting"]
+    assert states == ["waiting", "done"]
