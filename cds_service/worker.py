@@ -1,7 +1,8 @@
 """The gunicorn worker: threads, time limits on reading a request, and exit when the master dies.
 
 gunicorn's threaded worker keeps many requests in flight per process, so a hook waiting on a FHIR
-server holds one thread, never the process. It waits up to 5 s for a connection's first byte
+server holds one thread, never the process (the app runs in the process's turn, see
+`cds_service.turns`). It waits up to 5 s for a connection's first byte
 without holding a thread, but once a request has begun it reads the rest with no time limit: a
 client that sends one header line every few seconds keeps a thread for minutes. Here every
 connection's socket carries a deadline: the request line and headers must arrive within
@@ -21,6 +22,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import select
 import signal
 import socket
 import sys
@@ -36,6 +38,10 @@ REQUEST_TIMEOUT_REPLY = (
     b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 )
 WRITE_TIMEOUT_SECONDS = 10.0  # for a reply to leave: a client that reads nothing cannot hold us
+# how long a thread that has answered on a kept-alive connection waits for the next request
+# before handing the connection back to the poller (a client sending back to back is served
+# without a trip through gunicorn's main loop)
+KEEP_ALIVE_GRACE_SECONDS = 0.002
 
 
 class DeadlineSocket(socket.socket):
@@ -113,7 +119,22 @@ class HookWorker(ThreadWorker):
         super().init_process()
 
     def handle(self, conn: Any) -> Any:
-        """Serve one request of `conn` with its header deadline, then answer a timeout with 408."""
+        """Serve the requests `conn` sends back to back, each within its read deadlines.
+
+        After an answer on a kept-alive connection, a next request that arrives within
+        KEEP_ALIVE_GRACE_SECONDS is served by this thread at once; otherwise the connection goes
+        back to gunicorn's poller as usual.
+        """
+        while True:
+            keep_alive = self._handle_one(conn)
+            if keep_alive is not True or not self.alive:
+                return keep_alive
+            buffered = conn.parser.unreader.buf.getvalue()
+            if not buffered and not _readable_within(conn.sock, KEEP_ALIVE_GRACE_SECONDS):
+                return keep_alive
+
+    def _handle_one(self, conn: Any) -> Any:
+        """Serve one request of `conn` with its header deadline; answer a timeout with 408."""
         if not isinstance(conn.sock, DeadlineSocket):
             conn.sock = DeadlineSocket.adopt(conn.sock)
         sock: DeadlineSocket = conn.sock
@@ -155,6 +176,15 @@ class HookWorker(ThreadWorker):
         with contextlib.suppress(OSError):  # the client may have gone
             sock.settimeout(1.0)
             socket.socket.sendall(sock, REQUEST_TIMEOUT_REPLY)
+
+
+def _readable_within(sock: socket.socket, seconds: float) -> bool:
+    """True when `sock` has data (or has closed) within `seconds`."""
+    try:
+        readable, _, _ = select.select([sock], [], [], seconds)
+    except (OSError, ValueError):
+        return False
+    return bool(readable)
 
 
 def hook_worker_class(header_timeout_seconds: float, body_timeout_seconds: float) -> type:
