@@ -44,7 +44,7 @@ from devtools import (
 )
 
 PATIENT_ID = "bench-hyperinflammatory"
-BEFORE = "176dc9b"  # main before the concurrent worker model
+BEFORE = "c578bd0"  # main before the concurrent worker model
 WARM_UP_HOOKS = 8
 STUB_TOKEN = "bench-" + "x" * 24  # the stub accepts any bearer token
 
