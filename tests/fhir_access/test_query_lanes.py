@@ -13,11 +13,11 @@ import pytest
 from fhir_mappings.config import FhirSettings
 from fhir_mappings.gather import FhirAccess, PatientData, gather_patient_data
 from fhir_mappings.panel import load_panel
-from fhir_mappings.prefetch import prefetch_templates
 from tests.fhir_access.conftest import TOKEN
 from tests.support.held_fhir import HeldFhir, held_fhir
 
 WIDTH = 3
+KEYS = 10
 SETTLE_SECONDS = 0.3  # time for queries beyond the limit to arrive, if any were sent
 
 
@@ -28,8 +28,17 @@ def fhir() -> Iterator[HeldFhir]:
         yield server
 
 
+def _searches() -> dict[str, str]:
+    """One search per panel code: more keys than lanes."""
+    codes = [coding.code for analyte in load_panel().analytes.values() for coding in analyte.codes]
+    return {
+        f"code-{code}": f"Observation?patient={{{{context.patientId}}}}&code={code}"
+        for code in codes[:KEYS]
+    }
+
+
 def _gather(fhir: HeldFhir, patient_id: str, hooks_in_flight: int) -> PatientData:
-    templates = prefetch_templates(load_panel(), page_size=50)
+    templates = _searches()
     settings = FhirSettings(timeout_seconds=30, deadline_seconds=30, max_workers=WIDTH)
     return gather_patient_data(
         None,
@@ -86,7 +95,7 @@ def test_the_hook_waits_for_its_queries_inside_waiting(fhir: HeldFhir) -> None:
         yield
         states.append("done")
 
-    templates = prefetch_templates(load_panel(), page_size=50)
+    templates = _searches()
     settings = FhirSettings(timeout_seconds=30, deadline_seconds=30, max_workers=WIDTH)
     with ThreadPoolExecutor(1) as hook:
         gathered = hook.submit(

@@ -18,12 +18,14 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from cds_service.discovery import SERVICE_ID
+from tests.cds_service.fhir_data import full_prefetch, patient
 from tests.support.leak_guard import register_secret
 from tests.support.tokens import SigningKey, jwks, make_token
 
@@ -214,19 +216,14 @@ def process_exists(pid: int) -> bool:
 
 
 def complete_prefetch(served: Served, patient_id: str = "pat-serving-1") -> dict[str, Any]:
-    """Prefetch for every key the service's discovery names: the patient, and empty searches.
+    """Prefetch for every key the service's discovery names: a child in the PICU, no results.
 
-    A hook carrying it needs no FHIR call at all.
+    A hook carrying it needs no FHIR call at all, and gets a card (insufficient data).
     """
     url = f"{served.base_url}/cds-services"
     token = make_token(served.key, iss=EHR, aud=url)
     reply = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     reply.raise_for_status()
     [service] = [s for s in reply.json()["services"] if s["id"] == SERVICE_ID]
-    prefetch: dict[str, Any] = {}
-    for key, template in service["prefetch"].items():
-        if template.startswith("Patient/"):
-            prefetch[key] = {"resourceType": "Patient", "id": patient_id, "birthDate": "2019-03-01"}
-        else:
-            prefetch[key] = {"resourceType": "Bundle", "type": "searchset", "total": 0}
-    return prefetch
+    child = patient(patient_id, date.today() - timedelta(days=5 * 365))
+    return full_prefetch(service["prefetch"], child, [])
