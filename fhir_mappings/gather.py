@@ -144,13 +144,15 @@ def gather_patient_data(
     client_factory: Callable[..., FhirClient] = FhirClient,
     hooks_in_flight: int = 1,
     waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
+    query_params: Mapping[str, str] | None = None,
 ) -> PatientData:
     """The patient and panel Observations from prefetch, querying what prefetch lacks.
 
     `hooks_in_flight` is how many hooks this process may be answering at once: the query threads
     are sized so that each can run `fhir.max_workers` queries without waiting for another's.
     The calling thread waits for the queries inside `waiting()` (the web layer gives its turn
-    away there).
+    away there). `query_params` adds search parameters (`date=ge…`) to a key's query when this
+    service makes it; prefetched data and the pages after a prefetched page are used as sent.
     """
     states = {key: classify(prefetch, key) for key in templates}
     values = {key: (prefetch or {}).get(key) for key in templates}
@@ -158,8 +160,9 @@ def gather_patient_data(
         key: _prefetched_resources(key, values[key], templates[key], state, context)
         for key, state in states.items()
     }
+    extra = query_params or {}
     jobs = {
-        key: _job(templates[key], state, values[key], context)
+        key: _job(templates[key], state, values[key], context, extra.get(key))
         for key, state in states.items()
         if state.needs_query or state is PrefetchState.PAGED
     }
@@ -187,6 +190,52 @@ def gather_patient_data(
         data,
         fhir_calls=sum(result.calls for result in fetched.values()),
         fhir_seconds=sum(result.seconds for result in fetched.values()),
+    )
+
+
+def add_search(
+    data: PatientData,
+    key: str,
+    template: str,
+    query_params: str,
+    context: Mapping[str, Any],
+    access: FhirAccess | None,
+    fhir: FhirSettings,
+    *,
+    limits: LimitSettings | None = None,
+    client_factory: Callable[..., FhirClient] = FhirClient,
+    hooks_in_flight: int = 1,
+    waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> PatientData:
+    """`data` with the Observations of one more search for `key` (its template with
+    `query_params`), made within the deadline of the data's first queries."""
+    if template_resource_type(template) != "Observation" or not is_search(template):
+        raise ValueError(f"{key!r}: only an Observation search can be added")
+    deadline = data.deadline or time.monotonic() + fhir.deadline_seconds
+    jobs = {key: _job(template, PrefetchState.ABSENT, None, context, query_params)}
+    fetched = _run_jobs(
+        jobs,
+        access,
+        fhir,
+        limits or LimitSettings(),
+        deadline,
+        client_factory,
+        hooks_in_flight,
+        waiting,
+    )[key]
+    merged = _patient_data(
+        {key: template}, {key: [*data.observations, *fetched.resources]}, {}, None
+    )
+    earlier = data.sources.get(key, "query").removesuffix(INCOMPLETE)
+    incomplete = data.sources.get(key, "").endswith(INCOMPLETE) or not fetched.complete
+    sources = {**data.sources, key: f"{earlier}+query:older" + (INCOMPLETE if incomplete else "")}
+    return replace(
+        data,
+        observations=merged.observations,
+        sources=sources,
+        deadline=deadline,
+        fhir_calls=data.fhir_calls + fetched.calls,
+        fhir_seconds=data.fhir_seconds + fetched.seconds,
     )
 
 
@@ -224,13 +273,21 @@ def _check_read_identity(
             raise MalformedPrefetch(key, f"does not hold the {resource_type} in context")
 
 
-def _job(template: str, state: PrefetchState, value: Any, context: Mapping[str, Any]) -> Job:
-    """The FHIR call one key needs: the pages after a prefetched page, or the filled template."""
+def _job(
+    template: str,
+    state: PrefetchState,
+    value: Any,
+    context: Mapping[str, Any],
+    extra: str | None = None,
+) -> Job:
+    """The FHIR call one key needs: the pages after a prefetched page, or the filled template
+    (a search with the `extra` parameters, if any)."""
     if state is PrefetchState.PAGED:
         page = dict(value)
         return lambda client: client.follow(page)
     query = fill_template(template, context)
     if is_search(template):
+        query = f"{query}&{extra}" if extra else query
         return lambda client: client.search(query)
     return lambda client: [resource for resource in [client.read(query)] if resource is not None]
 
