@@ -51,7 +51,7 @@ from devtools import (
 )
 
 PATIENT_ID = "bench-hyperinflammatory"
-BEFORE = "c578bd0"  # main before the concurrent worker model
+BEFORE = "8a4a616"  # main before the concurrent worker model
 TRIVIAL_PATH = "/trivial"
 WARM_UP_SECONDS = 2
 WRK_INSTALL = "wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu), then rerun."

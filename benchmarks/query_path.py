@@ -44,7 +44,7 @@ from devtools import (
 )
 
 PATIENT_ID = "bench-hyperinflammatory"
-BEFORE = "c578bd0"  # main before the concurrent worker model
+BEFORE = "8a4a616"  # main before the concurrent worker model
 WARM_UP_HOOKS = 8
 STUB_TOKEN = "bench-" + "x" * 24  # the stub accepts any bearer token
 
@@ -139,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             with served(variant.tree, config, log, command=command) as service:
                 print(f"{variant.label}: healthy {service.startup_seconds:.1f} s after start")
                 pool = iter(tokens)
+                stub = next(iter(stubs.values()))
+                cards = _cards_of_one_hook(service.port, stub, pool)
+                print(f"{variant.label}: one hook answered with {cards} card(s)")
                 for stub in stubs.values():
                     for count in clients:
                         cells.append(_measure(variant, service.port, stub, count, pool, args))
@@ -200,6 +203,21 @@ def _measure(
     stub.reset_count()
     result = closed_loop(port, next_request, clients, args.duration, variant.label)
     return Cell(variant.label, stub.latency, result, stub.request_count())
+
+
+def _cards_of_one_hook(port: int, stub: LatencyFhir, tokens: Iterator[str]) -> int:
+    """How many cards one query-path hook gets (1: the patient is in the PICU, data complete)."""
+    import requests
+
+    body = hook_request(PATIENT_ID, stub.base_url, access_token=STUB_TOKEN)
+    reply = requests.post(
+        f"http://{LOOPBACK}:{port}/cds-services/{SERVICE_ID}",
+        json=body,
+        headers={"Authorization": f"Bearer {next(tokens)}"},
+        timeout=60,
+    )
+    reply.raise_for_status()
+    return len(reply.json()["cards"])
 
 
 def _row(cell: Cell) -> str:
