@@ -129,7 +129,7 @@ class Database:
 
     def ping(self) -> None:
         """Raise DatabaseError unless the database answers a trivial query."""
-        with self.engine.connect() as connection:
+        with self._outside_turn(), self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     def close(self) -> None:
