@@ -1,11 +1,22 @@
-"""Phoenix layer cost per hook: CPU milliseconds to map and score a 5-day PICU stay.
+"""Phoenix layer cost: CPU milliseconds to map and score a stay, and what it adds to a hook.
 
-Run: `uv run python benchmarks/phoenix_cost.py [--patients 20] [--days 5] [--repeats 5]`.
-Each synthetic stay has hourly SpO2, FiO2 and a BP panel (SBP, DBP, MAP), GCS and both pupils
-every 4 h, a blood gas and lactate every 6 h, coagulation labs daily, one ventilation Procedure,
-and an epinephrine infusion charted hourly with a rate. The figures are process CPU time (not wall
-time) for `extract_phoenix` (FHIR dicts -> readings) and `phoenix_course` (hourly grid ->
-phoenix-sepsis), and the number of FHIR requests the Phoenix queries add.
+Run: `uv run python benchmarks/phoenix_cost.py [--patients 20] [--days 5] [--repeats 5]
+[--hook-calls 30] [--no-hooks]`.
+
+Part 1, the pure layer: each synthetic stay has hourly SpO2, FiO2 and a BP panel (SBP, DBP, MAP),
+GCS and both pupils every 4 h, a blood gas and lactate every 6 h, coagulation labs daily, one
+ventilation Procedure, and an epinephrine infusion charted hourly with a rate. The figures are
+process CPU time (not wall time) for `extract_phoenix` (FHIR dicts -> readings) and
+`phoenix_course` (hourly grid -> phoenix-sepsis).
+
+Part 2, the whole hook (needs the sandbox FHIR server, installed by `python3 dev.py test`): the
+service in-process (Flask test client), the same run, with the Phoenix layer on and off
+(`phoenix.enabled`), calls interleaved in batches. Two children in the sandbox: the demo's
+hyperinflammatory child (44 h in the PICU, hourly vital signs) and the same child with 5 days of
+hourly vital signs and infusion charting before. For each form (complete prefetch from the
+discovery templates, with an access token so that a prefetched Bundle with a next page is
+followed; direct FHIR queries) it prints CPU ms per hook (median; this process: the service and
+its FHIR client threads, not the sandbox), FHIR calls per hook, the prefetch size, and the ratio.
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from phoenix_hook_cost import hook_comparison  # noqa: E402
 
 from fhir_mappings.phoenix_inputs import (  # noqa: E402
     PhoenixPatient,
@@ -139,6 +152,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--hook-calls", type=int, default=30, help="hooks per configuration")
+    parser.add_argument("--no-hooks", action="store_true", help="part 1 only")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     catalog = load_phoenix_catalog()
@@ -180,8 +195,11 @@ def main() -> int:
         print(f"{name:<20} {statistics.median(per_patient):>12.2f} {min(per_patient):>10.2f}")
     print(
         f"FHIR requests added: {len(queries)} searches (one per resource type, run in parallel)"
-        " + 1 Encounter read; each follows next pages up to max_pages"
+        "; each follows next pages up to max_pages"
     )
+    if not args.no_hooks:
+        print()
+        hook_comparison(args.hook_calls, stay)
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cds_service import card_text as fmt
+from cds_service.phoenix_card import anchor_text, phoenix_line
 from cds_service.settings import Settings
 from fhir_mappings.measurement import ExclusionReason, Measurement
 from fhir_mappings.panel import Panel
@@ -25,6 +26,7 @@ from model.assessment import (
     Phase,
     Timeline,
 )
+from model.phoenix_context import PhoenixContext
 from model.states import (
     Judgement,
     LimitSource,
@@ -38,7 +40,6 @@ OMITTED = "(Other values and findings left out to fit: see the card's extension.
 MODEL_CARD_LINK = "Rules, thresholds, sources, limitations"
 ANCHOR_LABELS = {
     AnchorSource.CONDITION: "recorded onset",
-    AnchorSource.PHOENIX: "Phoenix onset",
     AnchorSource.PICU_ADMISSION: "PICU admission",
     AnchorSource.ENCOUNTER_START: "encounter start",
 }
@@ -108,6 +109,7 @@ class ChartContext:
     pending: frozenset[str] = field(default_factory=frozenset)  # analytes with an active order
     notes: tuple[str, ...] = ()  # plain sentences the card must show, e.g. an unknown age
     incomplete: tuple[str, ...] = ()  # data keys with results left unread (paging, reply cap)
+    phoenix: PhoenixContext | None = None  # the Phoenix course, when the layer is on
 
 
 @dataclass(frozen=True)
@@ -231,17 +233,31 @@ def _consider_section(page: _Page) -> list[str]:
 
 
 def _time_section(page: _Page) -> list[str]:
-    """Where the child is in time: day N since onset (source), or that no anchor was found."""
+    """Where the child is in time (day N since onset, and its source, or that no anchor was
+    found), then the Phoenix line."""
+    frame, phoenix = page.timeline.frame, page.chart.phoenix
+    lines = [_day_line(page)]
+    if phoenix is not None:
+        lines.append(fmt.text(phoenix_line(phoenix, frame.now, page.zone)))
+    return lines
+
+
+def _day_line(page: _Page) -> str:
+    """'Day 2 since onset (PICU admission 1 Mar 09:00 UTC).', or that no anchor was found."""
     frame = page.timeline.frame
     anchor = frame.anchor
     if anchor.source is AnchorSource.ASSESSMENT_TIME:
         window = fmt.num(frame.window.total_seconds() / 3600)
-        return [
+        return (
             f"No onset or admission time found: the last {window} h are read as the early window."
-        ]
+        )
     day = int(frame.since_anchor.total_seconds() // 86400) + 1
-    source = ANCHOR_LABELS.get(anchor.source, anchor.source.value)
-    return [f"Day {day} since onset ({source} {fmt.local(anchor.time, page.zone)})."]
+    when = fmt.local(anchor.time, page.zone)
+    if anchor.source is AnchorSource.PHOENIX:
+        return f"Day {day} since onset ({anchor_text(page.chart.phoenix)}, {when})."
+    return (
+        f"Day {day} since onset ({ANCHOR_LABELS.get(anchor.source, anchor.source.value)} {when})."
+    )
 
 
 # --- deciding values and earlier values --------------------------------------------------------

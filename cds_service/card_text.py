@@ -113,3 +113,9 @@ def when(moment: datetime, now: datetime, zone_name: str) -> str:
 def truncate(value: str, limit: int) -> str:
     """Cut text to `limit` characters with an ellipsis; a safety net, not the usual path."""
     return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def clock(moment: datetime, zone_name: str) -> str:
+    """'09:00 EST': the time of day and zone abbreviation in the site's time zone."""
+    shown = moment.astimezone(zone(zone_name))
+    return f"{shown:%H:%M} {shown.tzname()}"

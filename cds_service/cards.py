@@ -15,6 +15,7 @@ from uuid import uuid4
 
 from cds_service import card_text as fmt
 from cds_service.card_detail import ChartContext, detail, label
+from cds_service.phoenix_card import phoenix_extension
 from cds_service.settings import Settings
 from fhir_mappings.emit import service_request_for
 from fhir_mappings.measurement import Measurement
@@ -306,6 +307,7 @@ def _context_extension(timeline: Timeline, chart: ChartContext) -> dict[str, Any
             "detail": frame.anchor.detail,
         },
         "hours_since_anchor": round(frame.since_anchor.total_seconds() / 3600, 1),
+        "phoenix": phoenix_extension(chart.phoenix),
     }
 
 

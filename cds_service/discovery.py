@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 from cds_service import auth
 from cds_service.errors import UnknownService
 from cds_service.models import Service, Services
+from cds_service.phoenix_step import PhoenixStep
 from cds_service.settings import Settings
 from cds_service.state import app_state
 from fhir_mappings.context_templates import context_templates
@@ -56,7 +57,8 @@ def endotype_service(panel: Panel, settings: Settings) -> ServiceDefinition:
             "For children in the PICU: reads inflammatory biomarker results (IL-6, IFN-gamma, "
             "CXCL9, ferritin, CRP and others) from the onset of organ dysfunction on, judges the "
             "IL-6/IFN-gamma axis sample by sample with its persistence, and suggests whether a "
-            "biomarker-guided or the standard pathway may apply, showing every input it used."
+            "biomarker-guided or the standard pathway may apply, showing every input it used. "
+            "The onset is the first hour of a Phoenix score of 2 or more, from the chart."
         ),
         prefetch=service_templates(panel, settings),
         usage_requirements=_usage_requirements(settings),
@@ -64,11 +66,13 @@ def endotype_service(panel: Panel, settings: Settings) -> ServiceDefinition:
 
 
 def service_templates(panel: Panel, settings: Settings) -> dict[str, str]:
-    """The patient, the panel's Observations, and the care-context searches."""
+    """The patient, the panel's Observations, the care-context and the Phoenix searches."""
     codes = settings.context.onset_condition_codes
+    phoenix = PhoenixStep(settings.phoenix).prefetch_templates() if settings.phoenix.enabled else {}
     return {
         **prefetch_templates(panel, settings.fhir.page_size),
         **context_templates(panel, codes),
+        **phoenix,
     }
 
 
@@ -79,6 +83,16 @@ def _usage_requirements(settings: Settings) -> str:
         "(and Condition when onset codes are configured) on the client's FHIR server "
         "(fhirServer with fhirAuthorization) whenever the prefetch is absent or incomplete."
     )
+    if settings.phoenix.enabled:
+        medication = (
+            "MedicationRequest"
+            if settings.phoenix.vasoactives_from == "requests"
+            else "MedicationAdministration"
+        )
+        text += (
+            f" The Phoenix score reads Procedure, DeviceUseStatement, Device and {medication}"
+            " (and Condition when infection codes are configured) too."
+        )
     if settings.context.picu_gate:
         text += " Answers for patients in the PICU only (by location or service type)."
     if settings.max_age_years is not None:

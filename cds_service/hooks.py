@@ -7,6 +7,7 @@ configured scorer assess it, and return the card. Only `gather` does I/O.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -39,6 +40,8 @@ from cds_service.errors import (
 )
 from cds_service.logs import AUDIT_LOGGER, audit
 from cds_service.models import HookRequest, HookResponse, PatientViewContext
+from cds_service.phoenix_step import KEY_CONTENTS as PHOENIX_KEY_CONTENTS
+from cds_service.phoenix_step import PhoenixStep
 from cds_service.settings import Settings
 from cds_service.state import app_state
 from fhir_mappings.encounters import condition_facts, encounter_facts, location_facts, order_facts
@@ -57,6 +60,7 @@ from fhir_mappings.patient import age_in_years
 from fhir_mappings.prefetch import PANEL_KEY, MalformedPrefetch
 from model.assessment import Anchor, Assessment, Scorer, TimeFrame, Timeline
 from model.context import CareContext, assess_context
+from model.phoenix_context import PhoenixContext
 from model.timeline import build_timeline
 
 logger = logging.getLogger(__name__)
@@ -68,7 +72,12 @@ INCOMPLETE_NOTE = (
     "another server, or a page larger than this service accepts); older results may be missing."
 )
 # what each data key holds, in the incomplete-data note
-KEY_CONTENTS = {"panel": "marker results", "encounters": "encounters", "orders": "orders"}
+KEY_CONTENTS = {
+    "panel": "marker results",
+    "encounters": "encounters",
+    "orders": "orders",
+    **PHOENIX_KEY_CONTENTS,
+}
 AGE_UNKNOWN = (
     "Patient age unknown (no usable birth date); this service is for patients under "
     "{limit:g} years: confirm the age."
@@ -169,7 +178,7 @@ class HookEngine:
         age = age_in_years(data.patient, now.date())
         if self.above_age_limit(age):
             return HookOutcome(HookResponse(cards=[]), AGE_GATED, data)
-        care = self.care_context(data, context, now)
+        care, phoenix = self.care_context(data, context, now)
         if not care.fires or care.anchor is None:
             return HookOutcome(HookResponse(cards=[]), care.gate.value, data, care=care)
         data = self.older_results(hook_request, client, data, care.anchor, now)
@@ -181,33 +190,60 @@ class HookEngine:
             settings=self.settings,
             patient_id=context.patientId,
             encounter_id=context.encounterId,
-            chart=self.chart(care, age, incomplete_keys(data)),
+            chart=self.chart(care, age, incomplete_keys(data), phoenix),
         )
         response = HookResponse.model_validate({"cards": [card]})
         pathway = assessment.pathway.value
         return HookOutcome(response, pathway, data, card, assessment, timeline, care)
 
+    @functools.cached_property
+    def phoenix_step(self) -> PhoenixStep | None:
+        """The Phoenix layer, or None when switched off in settings."""
+        return PhoenixStep(self.settings.phoenix) if self.settings.phoenix.enabled else None
+
     def care_context(
         self, data: PatientData, context: PatientViewContext, now: datetime
-    ) -> CareContext:
-        """The PICU gate, the time anchor and the pending orders from the gathered resources."""
+    ) -> tuple[CareContext, PhoenixContext | None]:
+        """The PICU gate, the anchor (the Phoenix onset where found) and the pending orders.
+
+        The gate decides the encounter in question first; its Phoenix course gives the onset,
+        and the context is judged again with it (the anchor's precedence is model.context's).
+        """
         patient_id = context.patientId
-        requests = data.of_type("ServiceRequest")
-        return assess_context(
-            encounters=encounter_facts(data.of_type("Encounter"), patient_id=patient_id).facts,
-            locations=location_facts(data.of_type("Location")).facts,
-            conditions=condition_facts(data.of_type("Condition"), patient_id=patient_id).facts,
-            orders=order_facts(requests, self.panel, patient_id=patient_id).facts,
-            context_encounter_id=context.encounterId,
-            now=now,
-            settings=self.settings.context,
-            window=timedelta(hours=self.settings.window_hours),
+        facts = {
+            "encounters": encounter_facts(data.of_type("Encounter"), patient_id=patient_id).facts,
+            "locations": location_facts(data.of_type("Location")).facts,
+            "conditions": condition_facts(data.of_type("Condition"), patient_id=patient_id).facts,
+            "orders": order_facts(
+                data.of_type("ServiceRequest"), self.panel, patient_id=patient_id
+            ).facts,
+            "context_encounter_id": context.encounterId,
+            "now": now,
+            "settings": self.settings.context,
+            "window": timedelta(hours=self.settings.window_hours),
+        }
+        care = assess_context(**facts)
+        step = self.phoenix_step
+        if step is None or not care.fires:
+            return care, None
+        phoenix = step.context(data, care.encounter, patient_id, now)
+        if phoenix.onset_time is None:
+            return care, phoenix
+        infection = phoenix.infection is not None
+        care = assess_context(
+            **facts, phoenix_onset=phoenix.onset_time, phoenix_infection=infection
         )
+        return care, phoenix
 
     def chart(
-        self, care: CareContext, age: float | None, incomplete: tuple[str, ...]
+        self,
+        care: CareContext,
+        age: float | None,
+        incomplete: tuple[str, ...],
+        phoenix: PhoenixContext | None = None,
     ) -> ChartContext:
-        """What the card shows beyond the results: PICU stay, encounter, pending orders, notes."""
+        """What the card shows beyond the results: PICU stay, encounter, pending orders, notes,
+        the Phoenix course."""
         notes: list[str] = []
         if incomplete:
             what = ", ".join(KEY_CONTENTS.get(key, key) for key in incomplete)
@@ -215,7 +251,9 @@ class HookEngine:
         if age is None and self.settings.max_age_years is not None:
             notes.append(AGE_UNKNOWN.format(limit=self.settings.max_age_years))
         pending = frozenset(order.analyte for order in care.pending)
-        return ChartContext(care.in_picu, care.encounter, pending, tuple(notes), incomplete)
+        return ChartContext(
+            care.in_picu, care.encounter, pending, tuple(notes), incomplete, phoenix
+        )
 
     def above_age_limit(self, age: float | None) -> bool:
         """True when the patient is known to be at or over the configured age limit."""
@@ -241,12 +279,18 @@ class HookEngine:
             current_max_age=timedelta(hours=self.settings.current_max_age_hours),
         )
 
+    def request_templates(self, now: datetime) -> Mapping[str, str]:
+        """The discovery templates, the Phoenix searches date-bounded for the query path."""
+        step = self.phoenix_step
+        return {**self.templates, **step.query_templates(now)} if step else self.templates
+
     def gather(self, hook_request: HookRequest, client: CdsClient, now: datetime) -> PatientData:
         """The patient's resources from prefetch and, where allowed, the FHIR server.
 
-        Every query goes out at once. Our own panel search reaches back `fhir.history_days`
-        (prefetch templates cannot carry a date relative to now); `older_results` fetches what
-        lies before that once the time anchor shows it is needed.
+        Every query goes out at once, the Phoenix searches among them. Our own panel search
+        reaches back `fhir.history_days` and the Phoenix searches their own look-back (prefetch
+        templates cannot carry a date relative to now); `older_results` fetches panel results
+        from before that reach once the time anchor shows they are needed.
         """
         access = self.fhir_access(hook_request, client)
         reach = {PANEL_KEY: f"date=ge{_search_instant(self.first_reach(now))}"}
@@ -254,7 +298,7 @@ class HookEngine:
             return gather_patient_data(
                 hook_request.prefetch,
                 hook_request.context,
-                self.templates,
+                self.request_templates(now),
                 access,
                 self.settings.fhir,
                 limits=self.settings.limits,

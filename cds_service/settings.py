@@ -34,6 +34,7 @@ from pydantic_settings import (
 from fhir_mappings.config import FhirSettings, LocalCode
 from fhir_mappings.limits import LimitSettings
 from model.context import ContextSettings
+from model.phoenix_context import PhoenixSettings
 from model.rule_settings import RuleSettings
 
 __all__ = [
@@ -162,6 +163,7 @@ class Settings(BaseSettings):
     fhir: FhirSettings = Field(default_factory=FhirSettings)
     local_codes: list[LocalCode] = Field(default_factory=list)
     context: ContextSettings = Field(default_factory=ContextSettings)  # PICU gate and anchor
+    phoenix: PhoenixSettings = Field(default_factory=PhoenixSettings)  # Phoenix score and onset
     window_hours: float = Field(48.0, gt=0)  # the early window after the anchor
     current_max_age_hours: float = Field(72.0, gt=0)  # older current state: insufficient data
     max_age_years: float | None = Field(18.0, gt=0)  # "none": no age gate

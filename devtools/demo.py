@@ -6,8 +6,10 @@ The demo plays the EHR: it registers a throw-away ES384 key as a client, calls d
 calls patient-view for each synthetic child (three with prefetch filled from the discovery
 templates, two with `fhirAuthorization` so the service queries the FHIR server itself) and prints
 each card as text, its markdown detail with its length included. Four children are in the PICU
-(persistent, quiescent, missing panel with a pending order, resolving); the fifth is on a general
-ward and gets no card. Nothing it prints or logs contains a token.
+(persistent, quiescent, missing panel with a pending order, resolving), each with vital signs,
+ventilation or infusions in the chart, so that the service finds the onset of organ dysfunction
+(a Phoenix score of 2 or more) and anchors the card there; the fifth is on a general ward and gets
+no card. Nothing it prints or logs contains a token.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def render_card(card: Mapping[str, Any]) -> list[str]:
         f"  Pathway:     {pathway}   (endotype {endotype}; persistence {persistence})",
         f"  Anchor:      {anchor.get('source', '?')} {anchor.get('time', '?')}"
         f" ({context.get('hours_since_anchor', '?')} h ago)",
+        f"  Phoenix:     {_phoenix_text(context.get('phoenix') or {})}",
         f"  Scorer:      {scorer.get('id', '?')} v{scorer.get('version', '?')}{synthetic}",
         "  Markers:",
     ]
@@ -101,6 +104,19 @@ def render_card(card: Mapping[str, Any]) -> list[str]:
     lines.append(f"  Detail ({len(detail)} characters):")
     lines += [f"    | {line}" for line in detail.splitlines()]
     return lines
+
+
+def _phoenix_text(phoenix: Mapping[str, Any]) -> str:
+    """The latest Phoenix score, its onset and the series' length, from the extension."""
+    if not phoenix:
+        return "off"
+    if phoenix.get("outOfScope") or phoenix.get("notComputed"):
+        return f"not scored ({phoenix.get('outOfScope') or phoenix.get('notComputed')})"
+    latest, onset = phoenix.get("latest") or {}, phoenix.get("onset") or {}
+    onset_text = f"onset {onset['time']}" if onset else "no onset"
+    points = len(phoenix.get("series", []))
+    score = f"{latest.get('total', '?')} at {latest.get('time', '?')}"
+    return f"{score}; {onset_text}; {points} hourly points"
 
 
 def _marker_text(analyte: str, marker: Mapping[str, Any]) -> str:

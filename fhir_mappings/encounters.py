@@ -62,6 +62,7 @@ class EncounterFacts:
     start: datetime | None
     end: datetime | None
     locations: tuple[EncounterLocationFacts, ...]
+    admit_source: tuple[SystemCode, ...] = ()  # Encounter.hospitalization.admitSource codes
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,15 @@ def _encounter(item: Mapping[str, Any], patient_id: str | None) -> EncounterFact
         start=start,
         end=end,
         locations=tuple(_encounter_locations(item.get("location"))),
+        admit_source=_admit_source(item.get("hospitalization")),
     )
+
+
+def _admit_source(hospitalization: Any) -> tuple[SystemCode, ...]:
+    """The codes of Encounter.hospitalization.admitSource ("born" marks a birth stay)."""
+    if not isinstance(hospitalization, Mapping):
+        return ()
+    return _codes(hospitalization.get("admitSource"))
 
 
 def _encounter_locations(entries: Any) -> Iterator[EncounterLocationFacts]:

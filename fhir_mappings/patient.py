@@ -1,7 +1,8 @@
 """A Patient resource's age from its `birthDate`: pure, and never older than the date allows.
 
 A FHIR `date` may be a year, a year and month, or a full date. For the age gate we count from the
-last day it may denote, so a patient is never taken to be older than they could be.
+last day it may denote, so a patient is never taken to be older than they could be. An age in
+months (the Phoenix score's age bands) needs the full date: `full_birth_date` gives it or None.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import date, timedelta
 from typing import Any
 
 FHIR_DATE = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
+FULL_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _anniversary(birth: date, year: int) -> date:
@@ -49,3 +51,11 @@ def age_in_years(patient: Mapping[str, Any] | None, on: date) -> float | None:
     last = _anniversary(birth, birth.year + years)
     following = _anniversary(birth, birth.year + years + 1)
     return years + (on - last).days / (following - last).days
+
+
+def full_birth_date(patient: Mapping[str, Any] | None) -> date | None:
+    """Patient.birthDate when it is a full, valid date; a year or a month alone gives None."""
+    birth_date = patient.get("birthDate") if isinstance(patient, Mapping) else None
+    if not isinstance(birth_date, str) or FULL_DATE.fullmatch(birth_date) is None:
+        return None
+    return latest_possible_birth_date(birth_date)

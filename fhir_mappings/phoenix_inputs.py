@@ -3,7 +3,8 @@
 `load_phoenix_catalog` reads `phoenix_inputs.toml` (plus a site's `PhoenixCodeSettings`);
 `extract_phoenix` turns Observation, Procedure, DeviceUseStatement, MedicationAdministration and
 MedicationRequest dicts into `PhoenixReading`s and `PhoenixExclusion`s; `phoenix_patient` reads
-the age and scope signals (birth date, gestational age, birth hospitalisation). Plain dict access,
+the age and scope signals (the birth date through `fhir_mappings.patient`, the encounter's start
+and admit source from its `EncounterFacts`, the gestational age at birth). Plain dict access,
 and malformed input never raises. Resources that carry no Phoenix input are ignored.
 
 Traps handled here (see the FHIR code map for Phoenix in the clinical reference):
@@ -33,7 +34,9 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any
 
+from fhir_mappings.encounters import EncounterFacts
 from fhir_mappings.measurement import COUNTED_STATUSES, ExclusionReason
+from fhir_mappings.patient import full_birth_date
 from fhir_mappings.phoenix_config import RXNORM_SYSTEM, SNOMED_SYSTEM, PhoenixCodeSettings
 from fhir_mappings.resource_fields import (
     Unusable,
@@ -196,6 +199,7 @@ class PhoenixCatalog:
     pupil_not_reactive: frozenset[Key]
     pupil_reactive: frozenset[Key]
     arterial_methods: frozenset[Key] = frozenset()
+    panel_codes: tuple[Key, ...] = ()  # searched for their components (the BP panel)
     ddu_to_feu_factor: float | None = None
     vasoactives_from: str = "administrations"
     _by_code: dict[Key, tuple[MeasuredInput, InputCode]] = field(
@@ -213,7 +217,11 @@ class PhoenixCatalog:
 
     def match(self, concept: Any) -> tuple[MeasuredInput, InputCode] | None:
         """The measured input of the first coding of a CodeableConcept that matches exactly."""
-        for key in coding_keys(concept):
+        return self.match_keys(coding_keys(concept))
+
+    def match_keys(self, keys: Iterable[Key]) -> tuple[MeasuredInput, InputCode] | None:
+        """The measured input of the first (system, code) pair that matches exactly."""
+        for key in keys:
             if key in self._by_code:
                 return self._by_code[key]
         return None
@@ -227,13 +235,14 @@ class PhoenixCatalog:
         return self.inputs[key].carry_forward
 
     def observation_codes(self, *, phoenix8: bool = False) -> tuple[Key, ...]:
-        """Every Observation code to ask for, in catalog order (Phoenix-8 extras on request)."""
+        """Every Observation code to ask for, in catalog order (Phoenix-8 extras on request),
+        then the panels whose components are inputs."""
         return tuple(
             (coding.system, coding.code)
             for item in self.inputs.values()
             if phoenix8 or not item.phoenix8
             for coding in item.codes
-        )
+        ) + tuple(code for code in self.panel_codes if code not in self._by_code)
 
     def medication_codes(self) -> tuple[Key, ...]:
         """Every vasoactive medication code, agent by agent."""
@@ -341,6 +350,7 @@ def load_phoenix_catalog(settings: PhoenixCodeSettings | None = None) -> Phoenix
         pupil_not_reactive=_keys(answers["not_reactive"], LOINC_SYSTEM),
         pupil_reactive=_keys(answers["reactive"], LOINC_SYSTEM),
         arterial_methods=frozenset((m.system, m.code) for m in site.arterial_method_codes),
+        panel_codes=tuple(sorted(_keys(tables["panels"]["codes"], LOINC_SYSTEM))),
         ddu_to_feu_factor=site.ddu_to_feu_factor,
         vasoactives_from=site.vasoactives_from,
     )
@@ -352,7 +362,7 @@ def _check_local_unit(item: MeasuredInput, unit: str | None) -> None:
         return
     try:
         convert(1.0, unit, item.unit, molar_mass=item.molar_mass)
-    except (UnitConversionError, AttributeError) as error:
+    except UnitConversionError as error:
         raise ValueError(f"Phoenix local code unit {unit!r} for {item.key}: {error}") from None
 
 
@@ -439,11 +449,14 @@ class _Part:
 def _observation(observation: Mapping[str, Any], context: _Context) -> Iterator[Outcome]:
     """Readings from an Observation and its components (a BP panel gives SBP, DBP and MAP)."""
     catalog = context.catalog
-    if _is_gestational_age(observation):
+    keys = coding_keys(observation.get("code"))
+    if any(key in GESTATIONAL_AGE_CODES for key in keys):
         return
-    parts = [
+    own = catalog.match_keys(keys)
+    parts = [_Part(observation, *own)] if own is not None else []
+    parts += [
         _Part(holder, *matched)
-        for holder in [observation, *mappings(observation.get("component"))]
+        for holder in mappings(observation.get("component"))
         if (matched := catalog.match(holder.get("code"))) is not None
     ]
     if not parts:
@@ -585,7 +598,7 @@ def _plain(text: Any) -> str | None:
 def _converted(value: float, unit: str, item: MeasuredInput) -> float:
     try:
         return convert(value, unit, item.unit, molar_mass=item.molar_mass)
-    except (UnitConversionError, AttributeError):
+    except UnitConversionError:
         raise Unusable(
             ExclusionReason.UNIT_NOT_CONVERTIBLE,
             f"{item.display}: {unit} cannot be converted to {item.unit}",
@@ -969,51 +982,26 @@ _MAPPERS.update(
 
 def phoenix_patient(
     patient: Mapping[str, Any] | None,
-    encounter: Mapping[str, Any] | None = None,
+    encounter: EncounterFacts | None = None,
     observations: Iterable[Mapping[str, Any]] = (),
 ) -> PhoenixPatient:
     """Birth date, encounter start, gestational age at birth and birth hospitalisation."""
-    birth_date = _birth_date(patient)
-    start = _encounter_start(encounter)
+    birth_date = full_birth_date(patient)
     return PhoenixPatient(
         birth_date=birth_date,
-        encounter_start=start,
+        encounter_start=encounter.start if encounter is not None else None,
         gestational_age_weeks=_gestational_age_weeks(observations),
-        birth_hospitalisation=_is_birth_hospitalisation(encounter, birth_date, start),
+        birth_hospitalisation=_is_birth_hospitalisation(encounter, birth_date),
     )
 
 
-def _birth_date(patient: Mapping[str, Any] | None) -> date | None:
-    """Patient.birthDate when it is a full date (a year or month alone gives no age in months)."""
-    text = patient.get("birthDate") if isinstance(patient, Mapping) else None
-    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def _encounter_start(encounter: Mapping[str, Any] | None) -> datetime | None:
-    period = encounter.get("period") if isinstance(encounter, Mapping) else None
-    if not isinstance(period, Mapping) or not period.get("start"):
-        return None
-    try:
-        return utc(period["start"])
-    except Unusable:
-        return None
-
-
-def _is_birth_hospitalisation(
-    encounter: Mapping[str, Any] | None, birth_date: date | None, start: datetime | None
-) -> bool:
+def _is_birth_hospitalisation(encounter: EncounterFacts | None, birth_date: date | None) -> bool:
     """Admitted as "born in hospital", or an encounter that began on or before the birth date."""
-    if not isinstance(encounter, Mapping):
+    if encounter is None:
         return False
-    hospitalization = encounter.get("hospitalization")
-    admit = hospitalization.get("admitSource") if isinstance(hospitalization, Mapping) else None
-    if (ADMIT_SOURCE_SYSTEM, "born") in coding_keys(admit):
+    if (ADMIT_SOURCE_SYSTEM, "born") in encounter.admit_source:
         return True
+    start = encounter.start
     return birth_date is not None and start is not None and start.date() <= birth_date
 
 
@@ -1031,7 +1019,7 @@ def _gestational_age_weeks(observations: Iterable[Mapping[str, Any]]) -> float |
         unit = sent.get("code") or sent.get("unit")
         try:
             weeks = convert(float(sent["value"]), unit, "wk") if unit else None
-        except (UnitConversionError, AttributeError, TypeError):
+        except (UnitConversionError, TypeError):
             weeks = None
         if weeks is not None and 20 <= weeks <= 45:
             found.append((str(observation.get("effectiveDateTime", "")), weeks))

@@ -20,7 +20,8 @@ deadline, with the same token rules as the panel's Observation queries):
                                &_sort=-date&_count=1
 
 Prefetch templates cannot carry a computed date, so they are bounded by `_count` alone. The query
-path (`phoenix_queries`) adds a date bound for the types that have a date search parameter:
+path (`phoenix_templates(since=…)`, filled for one patient by `phoenix_queries`) adds a date
+bound for the types that have a date search parameter:
 `date=ge<since>` on Observation and Procedure, `effective-time=ge<since>` on
 MedicationAdministration and `authoredon=ge<since>` on MedicationRequest, where `since` is the
 encounter start less the longest carry-forward window (24 h), so readings carried into the first
@@ -57,14 +58,33 @@ def phoenix_prefetch_templates(
     encounter: bool = True,
 ) -> dict[str, str]:
     """Prefetch templates for the Phoenix inputs (no date bound: prefetch has no date tokens)."""
-    templates = {
-        key: f"{path}?{_joined(params)}"
-        for key, (path, params) in _searches(
-            catalog, PATIENT_TOKEN, page_size, phoenix8, medication_chain
-        ).items()
-    }
+    templates = phoenix_templates(
+        catalog, page_size=page_size, phoenix8=phoenix8, medication_chain=medication_chain
+    )
     if encounter:
         templates[ENCOUNTER_KEY] = f"Encounter/{ENCOUNTER_TOKEN}"
+    return templates
+
+
+def phoenix_templates(
+    catalog: PhoenixCatalog,
+    *,
+    page_size: int,
+    since: datetime | None = None,
+    phoenix8: bool = False,
+    medication_chain: bool = False,
+) -> dict[str, str]:
+    """Search templates (`{{context.patientId}}`); with `since`, the query path's date bound."""
+    if since is not None and since.tzinfo is None:
+        raise ValueError("since must be timezone-aware")
+    stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if since else None
+    templates: dict[str, str] = {}
+    searches = _searches(catalog, PATIENT_TOKEN, page_size, phoenix8, medication_chain)
+    for key, (path, params) in searches.items():
+        date_parameter = _DATE_PARAMETERS.get(path)
+        if stamp and date_parameter is not None and key != GESTATIONAL_AGE_KEY:
+            params = [*params, (date_parameter, f"ge{stamp}")]
+        templates[key] = f"{path}?{_joined(params)}"
     return templates
 
 
@@ -80,15 +100,15 @@ def phoenix_queries(
     """Search strings (relative to the FHIR base) for one patient, each bounded by `since`."""
     if since.tzinfo is None:
         raise ValueError("since must be timezone-aware")
-    stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    queries: dict[str, str] = {}
-    searches = _searches(catalog, quote(patient_id, safe=""), page_size, phoenix8, medication_chain)
-    for key, (path, params) in searches.items():
-        date_parameter = _DATE_PARAMETERS.get(path)
-        if date_parameter is not None and key != GESTATIONAL_AGE_KEY:
-            params = [*params, (date_parameter, f"ge{stamp}")]
-        queries[key] = f"{path}?{_joined(params)}"
-    return queries
+    templates = phoenix_templates(
+        catalog,
+        page_size=page_size,
+        since=since,
+        phoenix8=phoenix8,
+        medication_chain=medication_chain,
+    )
+    patient = quote(patient_id, safe="")
+    return {key: template.replace(PATIENT_TOKEN, patient) for key, template in templates.items()}
 
 
 def query_since(encounter_start: datetime, catalog: PhoenixCatalog) -> datetime:

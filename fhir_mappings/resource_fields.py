@@ -44,11 +44,16 @@ class Unusable(Exception):
         self.detail = detail
 
 
+def is_object(value: Any) -> bool:
+    """True for a JSON object: a dict (checked first: the ABC check is slow) or another Mapping."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def mappings(value: Any) -> list[Mapping[str, Any]]:
     """The JSON objects of a list, or nothing when `value` is not a list."""
     if not isinstance(value, list):
         return []
-    return [entry for entry in value if isinstance(entry, Mapping)]
+    return [entry for entry in value if is_object(entry)]
 
 
 def codings(holder: Mapping[str, Any], key: str = "code") -> list[Mapping[str, Any]]:
@@ -59,7 +64,7 @@ def codings(holder: Mapping[str, Any], key: str = "code") -> list[Mapping[str, A
 
 def coding_keys(concept: Any) -> list[tuple[str, str]]:
     """(system, code) of every well-formed coding of a CodeableConcept."""
-    if not isinstance(concept, Mapping):
+    if not is_object(concept):
         return []
     return [
         (coding["system"], coding["code"])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ucumvert.ucum_pint
-from pint import UnitRegistry
+from pint import Quantity, UnitRegistry
 from pint.errors import PintError
 from ucumvert import UcumToPintTransformer, get_ucum_parser, parse_ucum
 
@@ -21,6 +22,9 @@ _NUMERIC_SCALE_UNITS = frozenset(
     {"_10", "percent", "permille", "ppm", "ppb", "pptr", "dimensionless"}
 )
 _MOLAR_MASS_UNIT = "g/mol"
+# A UCUM annotation alone (`{INR}`, `{score}`) is the unit 1; ucumvert gives back a parse token
+# for it instead of a quantity.
+_ANNOTATION_ONLY = re.compile(r"\{[^{}]*\}")
 
 # Unit text that real feeds send in valueQuantity.unit without a UCUM system, mapped to UCUM.
 # Keys are compared after removing spaces, writing the micro signs as "u", "×" as "x" and
@@ -119,9 +123,14 @@ def _registry() -> UnitRegistry:
 def _parse(unit: str) -> Any | None:
     """The pint quantity for one UCUM unit string, or None when it is not valid UCUM."""
     try:
-        return _ucum().from_ucum(unit)
+        parsed = _ucum().from_ucum(unit)
     except Exception:  # ucumvert raises lark and pint errors of several kinds for invalid input
         return None
+    if isinstance(parsed, Quantity):
+        return parsed
+    if _ANNOTATION_ONLY.fullmatch(unit):
+        return _registry().Quantity(1, "dimensionless")
+    return None
 
 
 def _parsed(unit: str) -> Any:

@@ -1,8 +1,11 @@
 """Rebuild the packaged default model: `python -m model.build_default [--out PATH]`.
 
-Generates the seeded synthetic cohort (fixed size and seed), trains on its reference labels and
-writes `model/default_model.skops` with its metadata. The same scikit-learn version gives the same
-coefficients every time; a test rebuilds it and compares.
+Generates the seeded synthetic cohort (fixed size and seed), anchors each child at its Phoenix
+onset as the service would, trains on its reference labels and writes
+`model/default_model.skops` with its metadata. The generated resources are grouped in memory as
+`load_cohort` groups the files (the generator's output is checked against FHIR R4 by its own
+tests), so the build skips writing and re-validating some 190,000 resources. The same
+scikit-learn version gives the same coefficients every time; a test rebuilds it and compares.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from model.cohort import load_cohort
+from model.cohort import cohort_of, read_outcomes
 from model.pipeline import EndotypeModel, save_model
 from model.scorer import DEFAULT_MODEL_PATH
-from model.synth import generate_cohort, write_cohort
+from model.synth import generate_cohort, outcomes_csv_text
 from model.train import train_model
 
 COHORT_SIZE = 1000
@@ -34,10 +37,17 @@ def build_default_model(
     out: Path = DEFAULT_MODEL_PATH, *, n: int = COHORT_SIZE, seed: int = COHORT_SEED
 ) -> EndotypeModel:
     """Generate the synthetic cohort, train on it and save the model file to `out`."""
+    generated = generate_cohort(n, seed)
     with tempfile.TemporaryDirectory(prefix="picu-endotype-cohort-") as scratch:
-        cohort_dir = Path(scratch)
-        write_cohort(generate_cohort(n, seed), cohort_dir)
-        cohort = load_cohort(cohort_dir, cohort_dir / "outcomes.csv")
+        outcomes_file = Path(scratch) / "outcomes.csv"
+        outcomes_file.write_text(outcomes_csv_text(generated.outcomes), encoding="utf-8")
+        resources = (
+            *generated.patients,
+            *generated.encounters,
+            *generated.observations,
+            *generated.phoenix,
+        )
+        cohort = cohort_of(read_outcomes(outcomes_file), resources)
         model = train_model(
             cohort,
             model_id=MODEL_ID,

@@ -1,9 +1,11 @@
 """Alert burden: for a cohort, the share of children each scorer flags, at set times after onset.
 
 Each child is assessed the way the service would at `onset + t` for every t in `at_hours`: a
-timeline anchored at the recorded onset (outcomes `onset_time`), the early window, the look-back
-and the current age limit as in the service's defaults, then each scorer. A child whose PICU
-encounter ended before `onset + t` (death or discharge, from `Encounter.period.end` when the
+timeline anchored as the service anchors it (the Phoenix onset computed from the cohort's
+resources, else the outcomes file's `onset_time`; `Burden.anchors` counts each), the early
+window, the look-back and the current age limit as in the service's defaults, then each scorer.
+A child whose PICU encounter ended before `onset + t` (death or discharge, from
+`Encounter.period.end` when the
 cohort has Encounters) is not assessed at that time: the hook would not fire for them.
 Pure: cohort data in, plain figures out; `render_burden` turns them into text.
 """
@@ -54,6 +56,7 @@ class Burden:
     assessed: dict[float, int] = field(default_factory=dict)
     tallies: dict[tuple[float, str], ScorerTally] = field(default_factory=dict)
     ever_flagged: dict[str, int] = field(default_factory=dict)
+    anchors: dict[str, int] = field(default_factory=dict)  # children per anchor source
 
     def tally(self, hours: float, scorer: str) -> ScorerTally:
         """The tally of one scorer at one time."""
@@ -81,18 +84,20 @@ def alert_burden(
 ) -> Burden:
     """Assess every child at every time with every scorer and count the answers."""
     burden = Burden(tuple(at_hours), tuple(scorers), len(cohort.outcomes))
+    burden.anchors = cohort.anchor_counts
     flagged: dict[str, set[str]] = {name: set() for name in scorers}
     for row in cohort.outcomes:
         extraction = extract(
             cohort.observations.get(row.patient_id, []), panel, patient_id=row.patient_id
         )
         end = (ends or {}).get(row.patient_id)
+        anchor = cohort.anchors[row.patient_id]
         for hours in at_hours:
-            now = row.onset_time + timedelta(hours=hours)
+            now = anchor.time + timedelta(hours=hours)
             if end is not None and end < now:
                 continue
             burden.assessed[hours] = burden.assessed.get(hours, 0) + 1
-            timeline = build_timeline(extraction, onset_frame(row.onset_time, WINDOW, now))
+            timeline = build_timeline(extraction, onset_frame(anchor, WINDOW, now))
             for name, scorer in scorers.items():
                 assessment = scorer.assess(timeline)
                 burden.tally(hours, name).add(assessment)
@@ -118,12 +123,19 @@ def burden_json(burden: Burden) -> dict[str, Any]:
             }
         times.append({"hours_after_onset": hours, "assessed": assessed, "scorers": scorers})
     ever = {name: _share(count, burden.cohort_size) for name, count in burden.ever_flagged.items()}
-    return {"cohort_size": burden.cohort_size, "times": times, "ever_biomarker_guided": ever}
+    return {
+        "cohort_size": burden.cohort_size,
+        "anchors": dict(burden.anchors),
+        "times": times,
+        "ever_biomarker_guided": ever,
+    }
 
 
 def render_burden(burden: Burden) -> list[str]:
     """The figures as text lines: one table per assessment time, then who was ever flagged."""
     lines = [f"Alert burden over {burden.cohort_size} children (shares of those assessed)"]
+    anchored = ", ".join(f"{source} {count}" for source, count in burden.anchors.items())
+    lines.append(f"Anchored at: {anchored or 'outcomes onset_time'}")
     for hours in burden.at_hours:
         assessed = burden.assessed.get(hours, 0)
         lines += ["", f"At onset + {hours:g} h ({assessed} children still in the PICU):"]

@@ -5,30 +5,43 @@ refuses the cohort with its file and line number.
 
 Features come from the live service's own path: `extract` → `build_timeline` on a frame anchored
 at the onset (now = onset + 48 h) → `model.features.feature_row`, which reads the early window.
+The onset is found as the service finds it: the first hour with a Phoenix score of 2 or more,
+computed from the cohort's own resources (vital signs, labs, Procedures, DeviceUseStatements,
+MedicationAdministrations) with `model.phoenix_context.assess_phoenix`; only a child without a
+Phoenix onset is anchored at the outcomes file's `onset_time` (`anchor_counts` says how many).
 Only this module reads cohort files.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fhir.resources.R4B.device import Device
+from fhir.resources.R4B.deviceusestatement import DeviceUseStatement
 from fhir.resources.R4B.encounter import Encounter
+from fhir.resources.R4B.medicationadministration import MedicationAdministration
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.procedure import Procedure
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from fhir_mappings.encounters import encounter_facts
 from fhir_mappings.limits import JsonTooDeep, loads_bounded
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel, load_panel
 from model.assessment import Anchor, AnchorSource, Endotype, TimeFrame, Timeline
+from model.context import PHOENIX_ORGAN_DYSFUNCTION, PHOENIX_SEPSIS, ContextSettings
+from model.phoenix_context import PhoenixSettings, assess_phoenix
 from model.timeline import build_timeline
 
 ONSET_WINDOW = timedelta(hours=48)
@@ -48,7 +61,26 @@ REFERENCE_LABELS = frozenset(
 )
 SYNTHETIC_TAG = ("https://picu-endotype.org/fhir/CodeSystem/data-origin", "synthetic")
 # resources read from a cohort are validated with these FHIR R4B models
-FHIR_MODELS = {"Patient": Patient, "Encounter": Encounter, "Observation": Observation}
+FHIR_MODELS = {
+    "Patient": Patient,
+    "Encounter": Encounter,
+    "Observation": Observation,
+    "Procedure": Procedure,
+    "Device": Device,
+    "DeviceUseStatement": DeviceUseStatement,
+    "MedicationAdministration": MedicationAdministration,
+    "MedicationRequest": MedicationRequest,
+}
+# the Phoenix inputs besides Observations, read per patient (a Device through its `patient`)
+PHOENIX_TYPES = (
+    "Procedure",
+    "Device",
+    "DeviceUseStatement",
+    "MedicationAdministration",
+    "MedicationRequest",
+)
+PHOENIX_ANCHOR = "Phoenix onset"
+OUTCOMES_ANCHOR = "outcomes onset_time"
 MAX_AGE_MONTHS = 1200  # 100 years: a larger age is a data error
 MIN_ONSET_YEAR, MAX_ONSET_YEAR = 1900, 9998  # onset + 48 h must stay a valid datetime
 MAX_JSON_DEPTH = 64  # FHIR resources nest far less deeply
@@ -74,12 +106,30 @@ class PatientOutcome:
 
 @dataclass(frozen=True)
 class Cohort:
-    """Outcomes plus each patient's Observation resources."""
+    """Outcomes plus each patient's Observation, Patient, Encounter and Phoenix resources."""
 
     outcomes: tuple[PatientOutcome, ...]
     observations: Mapping[str, list[dict[str, Any]]]
     n_patient_resources: int
     n_synthetic_patients: int
+    patients: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    encounters: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+    phoenix: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)  # PHOENIX_TYPES
+
+    @functools.cached_property
+    def anchors(self) -> dict[str, Anchor]:
+        """Each patient's anchor: the Phoenix onset, else the outcomes file's onset_time."""
+        return {row.patient_id: patient_anchor(self, row) for row in self.outcomes}
+
+    @property
+    def anchor_counts(self) -> dict[str, int]:
+        """How many patients each anchor source anchored, by source name."""
+        counts = dict.fromkeys((PHOENIX_ANCHOR, OUTCOMES_ANCHOR), 0)
+        for anchor in self.anchors.values():
+            counts[
+                PHOENIX_ANCHOR if anchor.source is AnchorSource.PHOENIX else OUTCOMES_ANCHOR
+            ] += 1
+        return counts
 
     @property
     def all_synthetic(self) -> bool:
@@ -177,7 +227,11 @@ def _flag(text: str) -> bool:
 
 def read_resources(cohort_dir: Path, resource_type: str) -> Iterator[dict[str, Any]]:
     """Every resource in `<Type>*.ndjson` files (Bulk Data style), one valid R4B resource a line."""
-    files = sorted(cohort_dir.glob(f"{resource_type}*.ndjson"))
+    files = sorted(
+        path
+        for path in cohort_dir.glob(f"{resource_type}*.ndjson")
+        if not path.name[len(resource_type)].isalpha()  # Device*, not DeviceUseStatement*
+    )
     for path in files:
         with path.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
@@ -225,8 +279,8 @@ def _field_errors(error: ValidationError) -> str:
 
 
 def subject_id(resource: Mapping[str, Any]) -> str | None:
-    """The id in `subject.reference` when it points at a Patient."""
-    reference = (resource.get("subject") or {}).get("reference", "")
+    """The id in `subject.reference` (a Device's `patient.reference`) when it is a Patient."""
+    reference = (resource.get("subject") or resource.get("patient") or {}).get("reference", "")
     parts = str(reference).rstrip("/").split("/")
     if len(parts) >= 2 and parts[-2] == "Patient":
         return parts[-1]
@@ -240,29 +294,81 @@ def is_synthetic(resource: Mapping[str, Any]) -> bool:
 
 
 def load_cohort(cohort_dir: Path, outcomes_file: Path) -> Cohort:
-    """Read outcomes and group Observations by patient."""
+    """Read outcomes and every resource the toolkit uses, validated, grouped by patient."""
     if not cohort_dir.is_dir():
         raise CohortError(f"cohort directory not found: {cohort_dir}")
     outcomes = read_outcomes(outcomes_file)
-    observations: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for resource in read_resources(cohort_dir, "Observation"):
-        patient = subject_id(resource)
-        if patient is not None:
-            observations[patient].append(resource)
-    patients = list(read_resources(cohort_dir, "Patient"))
+    kinds = ("Observation", "Encounter", *PHOENIX_TYPES, "Patient")
+    return cohort_of(
+        outcomes,
+        (resource for kind in kinds for resource in read_resources(cohort_dir, kind)),
+    )
+
+
+def cohort_of(outcomes: tuple[PatientOutcome, ...], resources: Iterable[dict[str, Any]]) -> Cohort:
+    """A cohort from outcomes and resources already read (or generated; not validated again),
+    grouped by patient as `load_cohort` groups them, in the order given."""
+    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for resource in resources:
+        by_kind[resource.get("resourceType", "")].append(resource)
+    patients = by_kind["Patient"]
     return Cohort(
         outcomes=outcomes,
-        observations=dict(observations),
+        observations=_by_patient(by_kind["Observation"]),
         n_patient_resources=len(patients),
         n_synthetic_patients=sum(is_synthetic(patient) for patient in patients),
+        patients={patient["id"]: patient for patient in patients if "id" in patient},
+        encounters=_by_patient(by_kind["Encounter"]),
+        phoenix=_by_patient(r for kind in PHOENIX_TYPES for r in by_kind[kind]),
     )
+
+
+def _by_patient(resources: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Resources grouped by the patient they belong to (others are left out)."""
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for resource in resources:
+        patient = subject_id(resource)
+        if patient is not None:
+            grouped[patient].append(resource)
+    return dict(grouped)
+
+
+def patient_anchor(
+    cohort: Cohort, row: PatientOutcome, settings: PhoenixSettings | None = None
+) -> Anchor:
+    """The service's anchor for a cohort child: its Phoenix onset in its encounter (the first hour
+    scoring 2 or more, between the encounter start less the look-back and the course's end),
+    else the outcomes file's onset_time."""
+    settings = settings or PhoenixSettings()
+    found = encounter_facts(cohort.encounters.get(row.patient_id, []), patient_id=row.patient_id)
+    encounter = next((e for e in found.facts if e.start is not None), None)
+    if encounter is not None and encounter.start is not None:
+        end = encounter.end or row.onset_time + ONSET_WINDOW
+        now = min(end, encounter.start + settings.course_span)
+        context = assess_phoenix(
+            patient=cohort.patients.get(row.patient_id),
+            encounter=encounter,
+            resources=[
+                *cohort.observations.get(row.patient_id, []),
+                *cohort.phoenix.get(row.patient_id, []),
+            ],
+            now=now,
+            settings=settings,
+            patient_id=row.patient_id,
+        )
+        onset = context.onset_time
+        earliest = encounter.start - ContextSettings().look_back
+        if onset is not None and earliest <= onset <= now:
+            detail = PHOENIX_SEPSIS if context.infection else PHOENIX_ORGAN_DYSFUNCTION
+            return Anchor(onset, AnchorSource.PHOENIX, detail)
+    return Anchor(row.onset_time, AnchorSource.CONDITION, "onset_time of the outcomes file")
 
 
 def onset_timeline(
     observations: Sequence[Mapping[str, Any]],
     *,
     patient_id: str,
-    onset: datetime,
+    onset: datetime | Anchor,
     panel: Panel,
     window: timedelta = ONSET_WINDOW,
     now: datetime | None = None,
@@ -272,23 +378,29 @@ def onset_timeline(
     return build_timeline(extraction, onset_frame(onset, window, now))
 
 
-def onset_frame(onset: datetime, window: timedelta, now: datetime | None = None) -> TimeFrame:
-    """A frame anchored at the recorded onset of organ dysfunction."""
-    anchor = Anchor(onset, AnchorSource.CONDITION, "onset_time of the outcomes file")
-    return TimeFrame(now=now or onset + window, anchor=anchor, window=window)
+def onset_frame(
+    onset: datetime | Anchor, window: timedelta, now: datetime | None = None
+) -> TimeFrame:
+    """A frame anchored at an anchor, or at a recorded onset time of organ dysfunction."""
+    anchor = (
+        onset
+        if isinstance(onset, Anchor)
+        else Anchor(onset, AnchorSource.CONDITION, "onset_time of the outcomes file")
+    )
+    return TimeFrame(now=now or anchor.time + window, anchor=anchor, window=window)
 
 
 def cohort_timelines(
     cohort: Cohort, *, panel: Panel | None = None, progress: bool = True
 ) -> list[Timeline]:
-    """One onset timeline per outcomes row, in outcomes order."""
+    """One onset timeline per outcomes row, in outcomes order, anchored as the service anchors."""
     panel = panel or load_panel()
     rows = tqdm(cohort.outcomes, desc="features", unit="patient", disable=not progress)
     return [
         onset_timeline(
             cohort.observations.get(row.patient_id, []),
             patient_id=row.patient_id,
-            onset=row.onset_time,
+            onset=cohort.anchors[row.patient_id],
             panel=panel,
         )
         for row in rows

@@ -52,6 +52,10 @@ ORDER_INTENTS = frozenset(
     {"order", "original-order", "reflex-order", "filler-order", "instance-order"}
 )
 _FHIR_ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
+# What a Phoenix onset marks: organ dysfunction, and sepsis only with the site's infection signal
+# (phoenix-sepsis scores organ dysfunction; it does not judge suspected infection).
+PHOENIX_ORGAN_DYSFUNCTION = "organ dysfunction (Phoenix score ≥ 2)"
+PHOENIX_SEPSIS = "sepsis (Phoenix score ≥ 2 with suspected infection)"
 
 
 def _system_code(value: Any) -> tuple[str, str]:
@@ -190,8 +194,14 @@ def assess_context(
     settings: ContextSettings,
     window: timedelta,
     phoenix_onset: datetime | None = None,
+    phoenix_infection: bool = False,
 ) -> CareContext:
-    """The PICU gate, the time anchor and the pending orders for one hook call."""
+    """The PICU gate, the time anchor and the pending orders for one hook call.
+
+    `phoenix_onset` is the first hour the Phoenix score reached 2 in this encounter;
+    `phoenix_infection` says whether the site's infection signal was present (the anchor's
+    detail then says sepsis, otherwise organ dysfunction).
+    """
     now = _aware_utc(now, "now")
     phoenix = _aware_utc(phoenix_onset, "phoenix_onset") if phoenix_onset is not None else None
     if window <= timedelta(0):
@@ -207,7 +217,8 @@ def assess_context(
     fires = gate in (GateOutcome.IN_PICU, GateOutcome.GATE_OFF)
     anchor = None
     if fires:
-        anchor = _anchor(conditions, phoenix, encounter, stay, settings, now, lower, window)
+        phoenix_anchor = _phoenix_anchor(phoenix, phoenix_infection, lower, now)
+        anchor = _anchor(conditions, phoenix_anchor, encounter, stay, settings, now, lower, window)
     return CareContext(
         gate=gate,
         in_picu=stay.in_picu,
@@ -366,9 +377,20 @@ def _earliest_onset(
     return (start or now) - settings.look_back
 
 
+def _phoenix_anchor(
+    onset: datetime | None, infection: bool, lower: datetime, now: datetime
+) -> Anchor | None:
+    """The Phoenix onset as an anchor when it lies between the earliest plausible onset and now."""
+    if onset is None or not lower <= onset <= now:
+        return None
+    return Anchor(
+        onset, AnchorSource.PHOENIX, PHOENIX_SEPSIS if infection else PHOENIX_ORGAN_DYSFUNCTION
+    )
+
+
 def _anchor(
     conditions: Iterable[ConditionFacts],
-    phoenix: datetime | None,
+    phoenix: Anchor | None,
     encounter: EncounterFacts | None,
     stay: _PicuStay,
     settings: ContextSettings,
@@ -380,8 +402,8 @@ def _anchor(
     condition = _condition_anchor(conditions, settings, now, lower)
     if condition is not None:
         return condition
-    if phoenix is not None and lower <= phoenix <= now:
-        return Anchor(phoenix, AnchorSource.PHOENIX, "Phoenix sepsis criteria first met")
+    if phoenix is not None:
+        return phoenix
     if stay.in_picu and stay.since is not None:
         return Anchor(stay.since, AnchorSource.PICU_ADMISSION, f"PICU admission: {stay.basis}")
     start = _not_after(encounter.start, now) if encounter is not None else None

@@ -112,6 +112,7 @@ def _cohort_summary(cohort: Cohort) -> dict[str, Any]:
         "n_patients": len(cohort.outcomes),
         "synthetic": cohort.all_synthetic,
         "reference_labels": cohort.has_reference_labels,
+        "anchors": cohort.anchor_counts,
     }
 
 
@@ -287,6 +288,7 @@ def _decision_curve(truth: np.ndarray, high: np.ndarray) -> dict[str, Any]:
 def summary_lines(report: Mapping[str, Any]) -> list[str]:
     """A few lines for the terminal."""
     lines = [f"scored {report['cohort']['n_scored']} of {report['cohort']['n_patients']} patients"]
+    lines.append(anchor_line(report["cohort"].get("anchors", {})))
     agreement = report["agreement"]
     if agreement.get("n"):
         kappa = agreement["cohen_kappa"]["estimate"]
@@ -294,3 +296,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     for outcome, figures in report["prognostic"].items():
         lines.append(f"{outcome}: AUROC {figures['auroc']['estimate']} {figures['auroc']['ci95']}")
     return lines
+
+
+def anchor_line(anchors: Mapping[str, int]) -> str:
+    """'anchored at: Phoenix onset 480, outcomes onset_time 20'."""
+    return "anchored at: " + ", ".join(f"{source} {count}" for source, count in anchors.items())

@@ -167,10 +167,14 @@ def _timing(rule_set: RuleSetV2, timing: Mapping[str, timedelta]) -> list[str]:
     hours = {key: _num(span.total_seconds() / 3600) for key, span in timing.items()}
     return [
         "Anchor (first that applies): a configured onset Condition (context."
-        "onset_condition_codes); the PICU admission (earliest start of the encounter's PICU "
-        "location entries); the encounter start; with the PICU gate off and none of these, now "
-        "minus the early window. The Phoenix onset has its place after the Condition, but this "
-        "service does not supply it yet.",
+        "onset_condition_codes); the Phoenix onset (phoenix.enabled): the first hour of the "
+        "encounter with a Phoenix Sepsis Score of 2 or more, computed hourly from the chart "
+        "(phoenix-sepsis; each input carried forward 6-24 h, a missing input scores 0), not used "
+        "when the course was cut at phoenix.course_days and scores 2 from its first hour, when a "
+        "Phoenix search left pages unread, or for a child out of its scope (birth "
+        "hospitalisation, gestational age under 37 weeks, 216 months or older); the PICU "
+        "admission (earliest start of the encounter's PICU location entries); the encounter "
+        "start; with the PICU gate off and none of these, now minus the early window.",
         f"Early window: anchor to anchor + {hours['window']} h (the baseline, and the model's "
         "features; order suggestions only then).",
         f"Look-back: results from anchor − {hours['look_back']} h count for persistence and "
@@ -180,6 +184,9 @@ def _timing(rule_set: RuleSetV2, timing: Mapping[str, timedelta]) -> list[str]:
         f"Pairing: {_num(rule_set.pairing_hours)} h; persistence gap: "
         f"{_num(rule_set.persistence_gap_hours)} h; trend direction: a change over "
         f"{_num(TREND_CHANGE * 100)}% from the first result.",
+        "The Phoenix score is context and anchor only: it never changes the IL-6/IFN-γ decision. "
+        "The card says organ dysfunction (Phoenix score ≥ 2), and sepsis only with the site's "
+        "infection signal (phoenix.infection: a Condition, or a culture with antimicrobial doses).",
     ]
 
 

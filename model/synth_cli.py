@@ -52,10 +52,18 @@ def run(args: argparse.Namespace) -> int:
         records = tqdm(records, total=args.n, desc="synth", unit="patient", file=sys.stderr)
     summary = write_records(records, args.out, seed=args.seed, labelled=not args.unlabelled)
     print(f"synthetic cohort (SYNTHETIC, not patient data) written to {args.out}")
-    print(f"  Patient.ndjson      {summary.patients}")
-    print(f"  Encounter.ndjson    {summary.encounters}")
-    print(f"  Location.ndjson     {summary.locations}")
-    print(f"  Observation.ndjson  {summary.observations}")
-    print(f"  outcomes.csv        {summary.patients} rows")
+    counts = {
+        "Patient.ndjson": summary.patients,
+        "Encounter.ndjson": summary.encounters,
+        "Location.ndjson": summary.locations,
+        "Observation.ndjson": summary.observations,
+        "Procedure.ndjson": summary.procedures,
+        "Device.ndjson": summary.devices,
+        "DeviceUseStatement.ndjson": summary.device_use_statements,
+        "MedicationAdministration.ndjson": summary.medication_administrations,
+    }
+    for name, count in counts.items():
+        print(f"  {name:<31} {count}")
+    print(f"  {'outcomes.csv':<31} {summary.patients} rows")
     print("  data_card.md")
     return 0

@@ -236,7 +236,10 @@ def _metadata(
         "created": datetime.now(UTC).date().isoformat(),
         "feature_analytes": list(FEATURE_ANALYTES),
         "required_analytes": list(REQUIRED_ANALYTES),
-        "feature_definition": "latest counted result per analyte in the 48 h after onset",
+        "feature_definition": (
+            "latest counted result per analyte in the 48 h after onset (the first hour with a "
+            "Phoenix score of 2 or more, else the outcomes file's onset_time)"
+        ),
         "class_names": sorted(set(data.labels.tolist())),
         "high_risk_class": HIGH_RISK_CLASS,
         "threshold": validation.pop("threshold"),
@@ -266,6 +269,7 @@ def _cohort_description(data: TrainingData, cohort: Cohort) -> dict[str, Any]:
         "synthetic": cohort.all_synthetic,
         "onset_first": onsets[0].isoformat() if onsets else None,
         "onset_last": onsets[-1].isoformat() if onsets else None,
+        "anchors": cohort.anchor_counts,
         "sex": dict(sorted(Counter(row.sex for row in outcomes).items())),
         "age_band": dict(sorted(Counter(age_band(row.age_months) for row in outcomes).items())),
         "sepsis_share": _share(row.sepsis for row in outcomes),

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from model.cohort import CohortError, load_cohort
+from model.evaluate import anchor_line
 from model.pipeline import EndotypeModel, save_model
 from model.train import train_model
 
@@ -60,5 +61,6 @@ def _summary(model: EndotypeModel, seconds: float) -> None:
         f"AUROC high-risk class {meta['internal_validation']['auroc_high_risk_class']}; "
         f"sha256 {meta['content_hash']}"
     )
+    print(anchor_line(cohort.get("anchors", {})))
     if meta.get("synthetic_training_data"):
         print("note: every training patient is tagged synthetic; the model is not for clinical use")

@@ -22,7 +22,7 @@ from model.synth.parameters import (
 )
 from model.synth.records import OUTCOME_COLUMNS, Cohort, LatentState, OutcomeRow, PatientRecord
 from model.synth.render import SYNTHETIC_TAGS
-from model.synth.scenarios import SCENARIO_KINDS, scenario_patient
+from model.synth.scenarios import SCENARIO_KINDS, scenario_onset, scenario_patient
 from model.synth.simulate import (
     DEFAULT_START,
     generate_cohort,
@@ -64,6 +64,7 @@ __all__ = [
     "packaged_data_card",
     "patient_id_for",
     "render_parameter_table",
+    "scenario_onset",
     "scenario_patient",
     "simulate_patient",
     "write_cohort",

@@ -50,6 +50,9 @@ class PatientRecord:
     observations: tuple[dict[str, Any], ...]
     outcome: OutcomeRow
     latent: LatentState
+    # the Phoenix inputs: vital-sign and laboratory Observations, Procedures, DeviceUseStatements
+    # with their Devices, MedicationAdministrations
+    phoenix: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class Cohort:
     outcomes: tuple[OutcomeRow, ...]
     latent: tuple[LatentState, ...]
     labelled: bool = True  # False: reference_endotype withheld, as at a site without labels
+    phoenix: tuple[dict[str, Any], ...] = ()  # every patient's Phoenix inputs
 
     @classmethod
     def from_records(cls, n: int, seed: int, records: Iterable[PatientRecord]) -> Cohort:
@@ -77,6 +81,7 @@ class Cohort:
             observations=tuple(o for r in items for o in r.observations),
             outcomes=tuple(r.outcome for r in items),
             latent=tuple(r.latent for r in items),
+            phoenix=tuple(resource for r in items for resource in r.phoenix),
         )
 
     def without_labels(self) -> Cohort:

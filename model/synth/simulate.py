@@ -32,6 +32,13 @@ from model.synth.parameters import (
     Representation,
     correlation_matrix,
 )
+from model.synth.phoenix import (
+    PHOENIX_STREAM,
+    StayTimes,
+    phoenix_resources,
+    plan_course,
+    writer_for,
+)
 from model.synth.records import Cohort, LatentState, OutcomeRow, PatientRecord
 from model.synth.render import (
     COHORT_PICU_ID,
@@ -283,6 +290,8 @@ def _analyte_results(
     for number, hour in enumerate(hours, start=1):
         log_value = _log_level(levels, hour) + base
         value = math.exp(log_value + noise * rng.standard_normal())
+        if analyte == "lactate" and hour < 0:  # no Phoenix point before the onset
+            value = min(value, PARAMS["pre_onset.lactate_max"])
         time = ctx.onset + timedelta(hours=hour)
         results.append(
             Result(
@@ -318,8 +327,9 @@ def patient_id_for(seed: int, index: int) -> str:
 
 
 def _onset(rng: np.random.Generator, start: datetime) -> datetime:
+    """The onset: a whole hour after `start` (the Phoenix score is judged hour by hour)."""
     minutes = int(rng.integers(0, int(PARAMS["onset_spread_days"]) * 24 * 60))
-    return start + timedelta(minutes=minutes)
+    return start + timedelta(minutes=minutes - minutes % 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,8 +386,14 @@ def _cohort_encounter(ctx: _Context, course: _Course) -> tuple[dict[str, Any], d
     return encounter, ended
 
 
-def simulate_patient(seed: int, index: int, start: datetime, panel: Panel) -> PatientRecord:
-    """Generate one cohort patient; the same (seed, index, start) always gives the same record."""
+def simulate_patient(
+    seed: int, index: int, start: datetime, panel: Panel, *, phoenix: bool = True
+) -> PatientRecord:
+    """Generate one cohort patient; the same (seed, index, start) always gives the same record.
+
+    The Phoenix inputs come from the patient's own second random stream: without them
+    (`phoenix=False`) every other resource is the same.
+    """
     rng = np.random.default_rng([seed, index])
     patient_id = patient_id_for(seed, index)
     course = _course(rng)
@@ -393,17 +409,37 @@ def simulate_patient(seed: int, index: int, start: datetime, panel: Panel) -> Pa
     observations = _observations(rng, panel, ctx, course, person.age_months)
     deceased = format_time(ended, person.offset_minutes) if course.died else None
     label = f"{index:06d}"
+    inputs = _phoenix_inputs(seed, index, ctx, course, person, ended) if phoenix else ()
     return PatientRecord(
         patient=patient_resource(patient_id, label, person.sex, person.birth, deceased),
         encounter=encounter,
         observations=tuple(observations),
         outcome=_outcome(patient_id, person, course),
         latent=LatentState(patient_id, *(GROUPS[g] for g in course.groups), course.ifng_high),
+        phoenix=tuple(inputs),
     )
 
 
+def _phoenix_inputs(
+    seed: int, index: int, ctx: _Context, course: _Course, person: _Person, ended: datetime
+) -> list[dict[str, Any]]:
+    """The Phoenix resources of the stay, from the patient's own Phoenix random stream."""
+    rng = np.random.default_rng([seed, index, PHOENIX_STREAM])
+    times = StayTimes(ctx.onset - timedelta(hours=ctx.admission_lead_hours), ctx.onset, ended)
+    plan = plan_course(
+        rng,
+        times,
+        group=course.groups[0],
+        age_months=person.age_months,
+        died=course.died,
+        complicated=course.complicated,
+    )
+    writer = writer_for(ctx.patient_id, ctx.encounter_id, ctx.offset_minutes)
+    return phoenix_resources(rng, plan, writer)
+
+
 def iter_patient_records(
-    n: int, seed: int, *, start: datetime | None = None
+    n: int, seed: int, *, start: datetime | None = None, phoenix: bool = True
 ) -> Iterator[PatientRecord]:
     """Generate cohort patients one at a time (for progress bars and bounded memory)."""
     if n < 0 or seed < 0:
@@ -413,12 +449,19 @@ def iter_patient_records(
         raise ValueError("start must be timezone-aware")
     panel = load_panel()
     for index in range(n):
-        yield simulate_patient(seed, index, start, panel)
+        yield simulate_patient(seed, index, start, panel, phoenix=phoenix)
 
 
 def generate_cohort(
-    n: int, seed: int, *, start: datetime | None = None, labelled: bool = True
+    n: int,
+    seed: int,
+    *,
+    start: datetime | None = None,
+    labelled: bool = True,
+    phoenix: bool = True,
 ) -> Cohort:
-    """A seeded synthetic cohort of `n` patients; `labelled=False` empties reference_endotype."""
-    cohort = Cohort.from_records(n, seed, iter_patient_records(n, seed, start=start))
+    """A seeded synthetic cohort of `n` patients; `labelled=False` empties reference_endotype;
+    `phoenix=False` leaves out the Phoenix inputs (the laboratory results stay the same)."""
+    records = iter_patient_records(n, seed, start=start, phoenix=phoenix)
+    cohort = Cohort.from_records(n, seed, records)
     return cohort if labelled else cohort.without_labels()

@@ -18,7 +18,7 @@ from typing import Any
 from model.synth.records import OUTCOME_COLUMNS, Cohort, OutcomeRow, PatientRecord
 from model.synth.render import cohort_picu_location
 
-GENERATOR_VERSION = "1.1.0"
+GENERATOR_VERSION = "1.2.0"
 DATA_CARD_RESOURCE = "cohort_data_card.md"
 
 
@@ -26,7 +26,16 @@ def _ndjson_line(resource: Mapping[str, Any]) -> str:
     return json.dumps(resource, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-RESOURCE_FILES: tuple[str, ...] = ("Patient", "Encounter", "Location", "Observation")
+RESOURCE_FILES: tuple[str, ...] = (
+    "Patient",
+    "Encounter",
+    "Location",
+    "Observation",
+    "Procedure",
+    "Device",
+    "DeviceUseStatement",
+    "MedicationAdministration",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +47,10 @@ class CohortSummary:
     encounters: int
     locations: int
     observations: int
+    procedures: int
+    devices: int
+    device_use_statements: int
+    medication_administrations: int
     labelled: bool
 
 
@@ -67,6 +80,8 @@ def write_records(
             counts["Patient"] += _write_lines(handles["Patient"], [record.patient])
             counts["Encounter"] += _write_lines(handles["Encounter"], [record.encounter])
             counts["Observation"] += _write_lines(handles["Observation"], record.observations)
+            for kind, items in _by_type(record.phoenix).items():
+                counts[kind] += _write_lines(handles[kind], items)
             outcomes.append(record.outcome if labelled else record.outcome.without_label())
         counts["Location"] += _write_lines(handles["Location"], [cohort_picu_location()])
     finally:
@@ -75,6 +90,14 @@ def write_records(
     summary = CohortSummary(seed, *counts.values(), labelled=labelled)
     _write_tables(out_dir, outcomes, summary)
     return summary
+
+
+def _by_type(resources: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Resources grouped by type, in the order given."""
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for resource in resources:
+        grouped.setdefault(resource["resourceType"], []).append(resource)
+    return grouped
 
 
 def _write_tables(out_dir: Path, outcomes: Iterable[OutcomeRow], summary: CohortSummary) -> None:
@@ -109,7 +132,11 @@ def data_card_text(summary: CohortSummary) -> str:
         f"- Generator: `model.synth` {GENERATOR_VERSION}",
         f"- Patients: {summary.patients}; seed: {summary.seed}",
         f"- Encounters: {summary.encounters} (each on the PICU Location, typed PEDICU); "
-        f"Locations: {summary.locations}; Observations: {summary.observations}",
+        f"Locations: {summary.locations}; Observations: {summary.observations} (laboratory "
+        "results and the Phoenix inputs)",
+        f"- Procedures: {summary.procedures}; Devices: {summary.devices}; "
+        f"DeviceUseStatements: {summary.device_use_statements}; "
+        f"MedicationAdministrations: {summary.medication_administrations}",
         f"- Reference endotype labels: {labels}",
         "- SYNTHETIC — not patient data, not for clinical use.",
         "",
@@ -121,17 +148,31 @@ def write_cohort(cohort: Cohort, out_dir: Path) -> None:
     """Write NDJSON files, outcomes.csv and data_card.md into `out_dir` (created if needed)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    locations = (cohort_picu_location(),)
-    contents = (cohort.patients, cohort.encounters, locations, cohort.observations)
-    for name, items in zip(RESOURCE_FILES, contents, strict=True):
-        with _open_text(out_dir / f"{name}.ndjson") as handle:
-            _write_lines(handle, items)
-    summary = CohortSummary(
-        cohort.seed,
-        len(cohort.patients),
-        len(cohort.encounters),
-        len(locations),
-        len(cohort.observations),
-        cohort.labelled,
-    )
-    _write_tables(out_dir, cohort.outcomes, summary)
+    write_records(_records_of(cohort), out_dir, seed=cohort.seed, labelled=cohort.labelled)
+
+
+def _records_of(cohort: Cohort) -> Iterable[PatientRecord]:
+    """The cohort's patient records again, each with its own resources, in cohort order."""
+    by_patient: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for kind, items in (("observations", cohort.observations), ("phoenix", cohort.phoenix)):
+        for resource in items:
+            owner = _owner(resource)
+            by_patient.setdefault(owner, {}).setdefault(kind, []).append(resource)
+    for patient, encounter, outcome, latent in zip(
+        cohort.patients, cohort.encounters, cohort.outcomes, cohort.latent, strict=True
+    ):
+        mine = by_patient.get(patient["id"], {})
+        yield PatientRecord(
+            patient=patient,
+            encounter=encounter,
+            observations=tuple(mine.get("observations", ())),
+            outcome=outcome,
+            latent=latent,
+            phoenix=tuple(mine.get("phoenix", ())),
+        )
+
+
+def _owner(resource: Mapping[str, Any]) -> str:
+    """The id of the patient a resource belongs to (subject, or a Device's patient)."""
+    reference = (resource.get("subject") or resource.get("patient") or {}).get("reference", "")
+    return str(reference).rpartition("/")[2]

@@ -20,7 +20,7 @@ from fhir_mappings.measurement import Exclusion, ExclusionReason
 from model.assessment import Pathway
 from model.rule_settings import RuleSettings
 from model.rules_scorer import load_rules_v2_scorer
-from tests.cards.conftest import ENCOUNTER_ID, PATIENT_ID
+from tests.cards.conftest import ENCOUNTER_ID, PATIENT_ID, phoenix_chart
 from tests.scoring.children import CHILDREN, draw
 from tests.scoring.factories import frame_at, result, timeline_of
 
@@ -76,6 +76,19 @@ def child_card(request, scorers, make_card):
     return request.param, timeline, cards
 
 
+@pytest.fixture(params=sorted(CHILDREN))
+def phoenix_child_card(request, scorers, make_card):
+    """Each child anchored at a Phoenix onset, with a long Phoenix line, under each scorer."""
+    frame, results = CHILDREN[request.param]()
+    frame, chart = phoenix_chart(frame)
+    timeline = timeline_of(*results, frame=frame)
+    return {
+        name: make_card(assessment := scorer.assess(timeline), timeline, chart=chart)
+        | {"assessment": assessment}
+        for name, scorer in scorers.items()
+    }
+
+
 def card_of(scorer, make_card, child: str, **kwargs):
     frame, results = CHILDREN[child]()
     timeline = timeline_of(*results, frame=frame)
@@ -95,6 +108,20 @@ def test_summary_is_under_140_characters_and_detail_fits_the_side_panel(child_ca
     for name, (_, card) in cards.items():
         assert 0 < len(card["summary"]) < 140, name
         assert len(card["detail"]) <= DETAIL_MAX_CHARS, (name, len(card["detail"]))
+
+
+def test_with_a_phoenix_anchor_and_line_the_detail_still_fits_the_side_panel(phoenix_child_card):
+    lines = re.compile(
+        r"^Day \d since onset \(organ dysfunction, Phoenix score ≥ 2, .*\)\.\n"
+        r"Phoenix 3 at 12:00 UTC: cardiovascular 2, coagulation 1; onset .* ago\. "
+        r"Not charted \(0 points\): PaO2:FiO2 or SpO2:FiO2, lactate, mean arterial pressure, ",
+        re.MULTILINE,
+    )
+    for name, card in phoenix_child_card.items():
+        assert len(card["detail"]) <= DETAIL_MAX_CHARS, (name, len(card["detail"]))
+        anchored = card["extension"][EXTENSION_KEY]["context"]["anchor"]["source"] == "phoenix"
+        if anchored and card["assessment"].kind is not None:  # rules v1 has no time section
+            assert lines.search(card["detail"]), (name, card["detail"])
 
 
 def test_card_never_names_a_drug_and_has_no_empty_values(child_card):

@@ -132,22 +132,52 @@ def full_prefetch(
     *,
     encounters: list[dict[str, Any]] | None = None,
     orders: Iterable[Mapping[str, Any]] = (),
+    others: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A prefetch answering every template: the patient, the panel, the PICU stay, the orders.
+    """A prefetch answering every template: the patient, the panel, the PICU stay, the orders,
+    and the Phoenix searches (`others`: Procedures, infusions, ... sorted by resource type).
 
     Without `encounters`, the patient has been in the PICU since 40 h before now.
     """
     if encounters is None:
         patient_id = subject.get("id") or observations[0]["subject"]["reference"].split("/")[-1]
         encounters = stay(patient_id, datetime.now(UTC) - timedelta(hours=40))
-    answers = {"Observation": observations, "Encounter": encounters, "ServiceRequest": orders}
+    answers: dict[str, list[Mapping[str, Any]]] = {
+        "Observation": list(observations),
+        "Encounter": encounters,
+        "ServiceRequest": list(orders),
+    }
+    for resource in others:
+        answers.setdefault(resource["resourceType"], []).append(resource)
     prefetch: dict[str, Any] = {}
     for key, template in templates.items():
         if template.startswith("Patient/"):
             prefetch[key] = subject
         else:
-            prefetch[key] = searchset(answers.get(template.partition("?")[0], ()))
+            prefetch[key] = searchset(_answer(template, answers))
     return prefetch
+
+
+def _answer(template: str, answers: Mapping[str, list[Mapping[str, Any]]]) -> list:
+    """What a server returns for one search template: its type, its codes where it names some."""
+    resource_type, _, query = template.partition("?")
+    found = list(answers.get(resource_type, []))
+    codes = parse_qs(query).get("code")
+    if codes is not None and resource_type in CODED_TYPES:
+        wanted = set(codes[0].split(","))
+        found = [r for r in found if _coded(r) & wanted]
+    if "_include=DeviceUseStatement:device" in query:
+        found += answers.get("Device", [])
+    return found
+
+
+CODED_TYPES = frozenset({"Observation", "Procedure", "MedicationAdministration"})
+
+
+def _coded(resource: Mapping[str, Any]) -> set[str]:
+    """system|code of a resource's code, or of its medication."""
+    concept = resource.get("code") or resource.get("medicationCodeableConcept") or {}
+    return {f"{c['system']}|{c['code']}" for c in concept.get("coding", [])}
 
 
 @dataclass
@@ -159,6 +189,7 @@ class FakeFhirServer:
     encounters: list[dict[str, Any]] = field(default_factory=list)  # with their Locations
     orders: list[dict[str, Any]] = field(default_factory=list)
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    others: list[dict[str, Any]] = field(default_factory=list)  # Procedures, infusions, Devices
     authorizations: list[str | None] = field(default_factory=list)
     observation_dates: list[list[str]] = field(default_factory=list)  # each search's `date`s
 
@@ -176,7 +207,12 @@ class FakeFhirServer:
             return _json(searchset(self.orders), 200)
         if resource_path == "Condition":
             return _json(searchset(self.conditions), 200)
-        return _json(self._search(query), 200)
+        if resource_path == "Observation":
+            return _json(self._search(query), 200)
+        answers: dict[str, list[Mapping[str, Any]]] = {}
+        for resource in self.others:
+            answers.setdefault(resource["resourceType"], []).append(resource)
+        return _json(searchset(_answer(request.full_path.split("/fhir/", 1)[1], answers)), 200)
 
     def _search(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
         wanted = set(query["code"][0].split(","))

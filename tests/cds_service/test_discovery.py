@@ -26,6 +26,13 @@ ALLOWED_TOKENS = {
     "userRelatedPersonId",
 }
 DATE_PREFIXES = ("eq", "lt", "gt", "ge", "le")
+PHOENIX_KEYS = {
+    "phoenixObservations",
+    "phoenixProcedures",
+    "phoenixDeviceUse",
+    "phoenixInfusions",
+    "phoenixGestationalAge",
+}
 CallerFor = Callable[[Flask], HookCaller]
 
 
@@ -61,7 +68,7 @@ def test_discovery_prefetch_reads_the_patient_the_panel_in_one_search_and_the_ca
     caller: HookCaller,
 ) -> None:
     prefetch = _service(caller)["prefetch"]
-    assert set(prefetch) == {"patient", "panel", "encounters", "orders"}
+    assert set(prefetch) == {"patient", "panel", "encounters", "orders", *PHOENIX_KEYS}
     assert prefetch["patient"] == "Patient/{{context.patientId}}"
     panel_codes = {
         f"{coding.system}|{coding.code}"
@@ -101,7 +108,7 @@ def test_discovery_prefetch_templates_use_only_allowed_tokens_and_search_feature
             if name == "date":
                 assert value[:2] in DATE_PREFIXES, key
             if name == "_sort":
-                assert value in ("date", "-date"), key
+                assert value in ("date", "-date", "-effective-time", "-authoredon"), key
 
 
 def test_discovery_prefetch_page_size_comes_from_settings(
@@ -147,3 +154,47 @@ def test_discovery_usage_requirements_state_the_configured_age_limit(
     without_limit = _service(caller_for(create_app(make_settings(max_age_years=None))))
     assert "under 16 years" in with_limit["usageRequirements"]
     assert "years" not in without_limit["usageRequirements"]
+
+
+def test_discovery_asks_for_the_phoenix_inputs_bounded_by_count_without_a_date(
+    make_settings: MakeSettings, caller_for: CallerFor
+) -> None:
+    app = create_app(make_settings(phoenix={"page_size": 300}))
+    prefetch = _service(caller_for(app))["prefetch"]
+    for key in PHOENIX_KEYS - {"phoenixGestationalAge"}:
+        searched = dict(parse_qsl(prefetch[key].partition("?")[2]))
+        assert searched["_count"] == "300", key
+        assert not {"date", "effective-time", "authoredon"} & set(searched), key
+    assert "_include=DeviceUseStatement:device" in prefetch["phoenixDeviceUse"]
+    assert prefetch["phoenixInfusions"].startswith("MedicationAdministration?")
+    assert "Procedure" in _service(caller_for(app))["usageRequirements"]
+
+
+def test_discovery_leaves_the_phoenix_searches_out_when_the_layer_is_off(
+    make_settings: MakeSettings, caller_for: CallerFor
+) -> None:
+    service = _service(caller_for(create_app(make_settings(phoenix={"enabled": False}))))
+    assert set(service["prefetch"]) == {"patient", "panel", "encounters", "orders"}
+    assert "Procedure" not in service["usageRequirements"]
+
+
+def test_discovery_asks_for_the_infection_signal_only_when_it_is_configured(
+    make_settings: MakeSettings, caller_for: CallerFor
+) -> None:
+    infection = {
+        "condition_codes": ["http://snomed.info/sct|91302008"],
+        "culture_codes": ["http://loinc.org|600-7"],
+        "antimicrobial_codes": ["http://www.nlm.nih.gov/research/umls/rxnorm|2193"],
+    }
+    app = create_app(make_settings(phoenix={"infection": infection}))
+    prefetch = _service(caller_for(app))["prefetch"]
+    assert prefetch["infectionConditions"] == (
+        "Condition?patient={{context.patientId}}&code=http://snomed.info/sct|91302008"
+    )
+    assert prefetch["infectionCultureOrders"].startswith("ServiceRequest?")
+    assert "code=http://loinc.org|600-7" in prefetch["infectionCultureResults"]
+    assert "rxnorm|2193" in prefetch["infectionAntimicrobials"]
+    assert not any(
+        key.startswith("infection")
+        for key in _service(caller_for(create_app(make_settings())))["prefetch"]
+    )

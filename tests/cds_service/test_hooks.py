@@ -30,6 +30,8 @@ from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request
 from tests.support.tokens import fhir_authorization
 
 PATIENT_ID = "picu-child-1"
+# what the Phoenix layer searches besides Observations
+PHOENIX_SEARCHES = {"Procedure", "DeviceUseStatement", "MedicationAdministration"}
 # analyte -> (older value, newer value); two results each inside the 48 h window
 PANEL_VALUES = {
     "il6": (60.0, 95.0),
@@ -286,7 +288,8 @@ def test_each_hook_writes_one_audit_line_without_patient_values(
     assert record["hookInstance"] == body["hookInstance"]
     assert record["iss"] == "https://ehr.test"
     assert isinstance(record["duration_ms"], int)
-    assert record["sources"] == "prefetch:3,prefetch:empty:1"  # no orders: an empty Bundle
+    # no orders and no Phoenix inputs but the panel's platelets and lactate: empty Bundles
+    assert record["sources"] == "prefetch:4,prefetch:empty:5"
     assert (record["outcome"], record["pathway"]) == ("card", "standard")
     assert (record["gate"], record["anchor"]) == ("in-picu", "picu-admission")
     assert PATIENT_ID not in lines[0]
@@ -491,7 +494,7 @@ def test_a_configured_onset_condition_is_queried_and_anchors_the_window(
     body = hook_request(PATIENT_ID, fhir_server=fhir_base, fhir_authorization=fhir_authorization())
     [card] = _assert_conformant(caller.call(body))
     paths = {request.path for request, _ in httpserver.log}
-    searched = {"Condition", "Encounter", "Observation", "ServiceRequest"}
+    searched = {"Condition", "Encounter", "Observation", "ServiceRequest", *PHOENIX_SEARCHES}
     assert paths == {f"/fhir/{name}" for name in searched} | {f"/fhir/Patient/{PATIENT_ID}"}
     context = _context_extension(card)
     assert context["anchor"]["source"] == "condition"

@@ -57,6 +57,7 @@ def decide(
     encounter_id: str | None = None,
     settings: ContextSettings | None = None,
     phoenix: datetime | None = None,
+    infection: bool = False,
 ) -> CareContext:
     """Map the resources as the hook will (one encounters Bundle), then assess the context."""
     return assess_context(
@@ -69,6 +70,7 @@ def decide(
         settings=settings or ContextSettings(),
         window=WINDOW,
         phoenix_onset=phoenix,
+        phoenix_infection=infection,
     )
 
 
@@ -308,6 +310,26 @@ def test_anchor_precedence_condition_then_phoenix_then_admission_then_encounter_
         (AnchorSource.ENCOUNTER_START, ago(30)),
     ]
     assert by_encounter.in_picu and by_encounter.picu_since is None
+
+
+def test_a_phoenix_anchor_says_organ_dysfunction_and_sepsis_only_with_the_infection_signal() -> (
+    None
+):
+    plain = decide(picu_child(), phoenix=ago(18))
+    septic = decide(picu_child(), phoenix=ago(18), infection=True)
+
+    assert plain.anchor is not None and septic.anchor is not None
+    assert plain.anchor.detail == "organ dysfunction (Phoenix score ≥ 2)"
+    assert "sepsis" not in plain.anchor.detail
+    assert septic.anchor.detail == "sepsis (Phoenix score ≥ 2 with suspected infection)"
+
+
+@pytest.mark.parametrize("hours_ago", [-1.0, 30 + 7 * 24 + 1.0])
+def test_a_phoenix_onset_in_the_future_or_before_the_look_back_is_no_anchor(
+    hours_ago: float,
+) -> None:
+    context = decide(picu_child(), phoenix=ago(hours_ago))
+    assert context.anchor is not None and context.anchor.source is AnchorSource.PICU_ADMISSION
 
 
 def test_the_most_recent_onset_of_a_configured_condition_wins() -> None:

@@ -92,6 +92,18 @@ def test_an_encounter_keeps_class_service_period_and_location_entries_in_utc() -
     )
 
 
+def test_an_encounter_keeps_its_admit_source_codes() -> None:
+    born = {"system": "http://terminology.hl7.org/CodeSystem/admit-source", "code": "born"}
+    resource = encounter("enc-born", start=5) | {
+        "hospitalization": {"admitSource": {"coding": [born]}}
+    }
+    plain = encounter("enc-plain", start=5)
+
+    facts = encounter_facts([resource, plain], patient_id=PATIENT).facts
+
+    assert [f.admit_source for f in facts] == [(tuple(born.values()),), ()]
+
+
 @pytest.mark.parametrize(
     ("reference", "expected"),
     [

@@ -59,6 +59,12 @@ def test_demo_once_prints_each_synthetic_patients_card_and_exits_cleanly(
         assert "Summary:" in section
         detail_length = int(re.search(r"Detail \((\d+) characters\)", section).group(1))
         assert 0 < detail_length <= 1500
+        assert "  Anchor:      phoenix " in section
+        assert (
+            "| Day " in section
+            and " since onset (organ dysfunction, Phoenix score ≥ 2, " in section
+        )
+        assert re.search(r"\| Phoenix \d+ at \d\d:\d\d UTC.*; onset .* ago\.", section)
     assert "persistence persistent" in sections["demo-hyperinflammatory"]
     assert "persistence resolving" in sections["demo-resolving"]
     assert "/ui/" in output

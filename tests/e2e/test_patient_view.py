@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 import pytest
 
 from devtools import SandboxFhir, build_prefetch
-from model.synth.scenarios import SCENARIOS
+from model.synth.scenarios import SCENARIOS, scenario_onset
 from tests.support.hook_caller import hook_request
 from tests.support.tokens import SigningKey
 
@@ -80,15 +81,19 @@ def test_the_child_on_a_general_ward_gets_no_card(call, form: str) -> None:
 
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
-def test_the_anchor_is_the_picu_admission_from_the_location_entry(
-    call, kind: str, form: str
+def test_the_anchor_is_the_phoenix_onset_found_in_the_chart(
+    call, kind: str, form: str, scenario_now: datetime
 ) -> None:
-    context = _only_card(call(kind, form))["extension"][ASSESSMENT_EXTENSION]["context"]
+    card = _only_card(call(kind, form))
+    context = card["extension"][ASSESSMENT_EXTENSION]["context"]
     assert context["in_picu"] is True
-    assert context["anchor"]["source"] == "picu-admission"
-    admitted = SCENARIOS[kind].admitted_hours_ago
-    assert context["hours_since_anchor"] == pytest.approx(admitted, abs=0.2)
     assert context["encounter"].startswith("Encounter/e2e-")
+    assert context["anchor"]["source"] == "phoenix"
+    assert datetime.fromisoformat(context["anchor"]["time"]) == scenario_onset(kind, scenario_now)
+    admitted = SCENARIOS[kind].admitted_hours_ago
+    assert 0 < admitted - context["hours_since_anchor"] < 4
+    assert "since onset (organ dysfunction, Phoenix score ≥ 2, " in card["detail"]
+    assert re.search(r"^Phoenix \d+ at \d\d:\d\d UTC.*; onset .* ago\.", card["detail"], re.M)
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
@@ -96,12 +101,23 @@ def test_prefetch_from_the_discovery_templates_gives_the_same_card_as_direct_que
     call, kind: str
 ) -> None:
     with_prefetch, with_queries = (
-        _only_card(call(kind, "prefetch")),
-        _only_card(call(kind, "query")),
+        _at_one_moment(_only_card(call(kind, "prefetch"))),
+        _at_one_moment(_only_card(call(kind, "query"))),
     )
     assert json.dumps(_without_uuids(with_prefetch), sort_keys=True) == json.dumps(
         _without_uuids(with_queries), sort_keys=True
     )
+
+
+def _at_one_moment(card: dict[str, Any]) -> dict[str, Any]:
+    """The card without what depends on the second it was made: the Phoenix course's last point
+    (now), its clock time on the card, and the hours since the anchor."""
+    context = card["extension"][ASSESSMENT_EXTENSION]["context"]
+    context.pop("hours_since_anchor")
+    phoenix = context["phoenix"]
+    phoenix["series"], phoenix["latest"] = phoenix["series"][:-1], None
+    card["detail"] = re.sub(r"^(Phoenix \d+) at \d\d:\d\d", r"\1", card["detail"], flags=re.M)
+    return card
 
 
 def test_the_persistent_child_card_leads_with_persistence_and_shows_since_when(call) -> None:

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from fhir_mappings.patient import age_in_years
+from fhir_mappings.patient import age_in_years, full_birth_date
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,20 @@ def test_age_is_unknown_without_a_usable_birth_date(patient_resource: dict | Non
 
 def test_age_is_unknown_for_a_birth_date_after_the_hook() -> None:
     assert age_in_years({"birthDate": "2027-01-01"}, date(2026, 11, 25)) is None
+
+
+@pytest.mark.parametrize(
+    ("patient_resource", "expected"),
+    [
+        ({"birthDate": "2020-05-10"}, date(2020, 5, 10)),
+        ({"birthDate": "2020-02-29"}, date(2020, 2, 29)),
+        ({"birthDate": "2020"}, None),  # a year alone gives no age in months
+        ({"birthDate": "2020-05"}, None),
+        ({"birthDate": "2020-02-30"}, None),
+        ({"birthDate": 20200510}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_full_birth_date_only_for_a_complete_valid_date(patient_resource, expected) -> None:
+    assert full_birth_date(patient_resource) == expected

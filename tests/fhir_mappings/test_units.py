@@ -156,3 +156,26 @@ def test_repeated_conversions_give_the_same_result_as_the_first() -> None:
     again = convert(27.024, "mg/dL", "mmol/L", molar_mass=LACTATE_MOLAR_MASS)
     assert first == again == pytest.approx(3.0)
     assert convert(0.0, "mg/dL", "mg/L") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "expected"),
+    [
+        ("{INR}", "1", 1.3),
+        ("1", "{INR}", 1.3),
+        ("{score}", "{score}", 1.3),
+        ("{INR}", "%", 130.0),
+    ],
+)
+def test_an_annotation_alone_is_the_unit_one(source: str, target: str, expected: float) -> None:
+    assert convert(1.3, source, target) == pytest.approx(expected)
+    assert is_valid_ucum(source)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("mg/L", "{INR}"), ("{INR}", "mg/dL"), ("{INR}", "[IU]/mL"), ("1", "mmol/L")],
+)
+def test_unitless_and_dimensioned_units_raise_a_conversion_error(source: str, target: str) -> None:
+    with pytest.raises(UnitConversionError):
+        convert(1.0, source, target)

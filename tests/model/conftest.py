@@ -21,6 +21,7 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=48)
 SMALL_COHORT_SIZE = 500
 SMALL_COHORT_SEED = 31
+PHOENIX_COHORT_SIZE = 60
 
 
 def measurement(analyte: str, value: float, *, hours_ago: float = 2.0, comparator=None):
@@ -62,9 +63,18 @@ def make_timeline() -> Callable[..., Timeline]:
 
 @pytest.fixture(scope="session")
 def small_cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A labelled synthetic cohort on disk, in the cohort contract's layout."""
+    """A labelled synthetic cohort on disk, in the cohort contract's layout, without the Phoenix
+    inputs (kept small: every child is anchored at the outcomes file's onset_time)."""
     directory = tmp_path_factory.mktemp("cohort")
-    write_cohort(generate_cohort(SMALL_COHORT_SIZE, SMALL_COHORT_SEED), directory)
+    write_cohort(generate_cohort(SMALL_COHORT_SIZE, SMALL_COHORT_SEED, phoenix=False), directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def phoenix_cohort_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small labelled synthetic cohort with its Phoenix inputs, on disk."""
+    directory = tmp_path_factory.mktemp("phoenix-cohort")
+    write_cohort(generate_cohort(PHOENIX_COHORT_SIZE, SMALL_COHORT_SEED), directory)
     return directory
 
 

@@ -12,6 +12,7 @@ import pytest
 from fhir_mappings.panel import load_panel
 from model.cohort import (
     CohortError,
+    cohort_of,
     load_cohort,
     onset_timeline,
     read_outcomes,
@@ -19,6 +20,7 @@ from model.cohort import (
     subject_id,
 )
 from model.features import feature_row
+from model.synth import generate_cohort, write_cohort
 
 HEADER = (
     "patient_id,onset_time,sex,age_months,sepsis,picu_death,complicated_course,reference_endotype"
@@ -145,3 +147,19 @@ def test_observation_that_is_not_valid_r4b_is_refused_with_its_line(small_cohort
         list(read_resources(tmp_path, "Observation"))
     assert "valueQuantity.value" in str(refused.value)
     assert "secret-value-123" not in str(refused.value)
+
+
+def test_a_generated_cohort_grouped_in_memory_equals_the_one_read_from_its_files(tmp_path):
+    generated = generate_cohort(12, seed=5)
+    write_cohort(generated, tmp_path)
+    from_files = load_cohort(tmp_path, tmp_path / "outcomes.csv")
+    resources = [
+        *generated.patients,
+        *generated.encounters,
+        *generated.observations,
+        *generated.phoenix,
+    ]
+    in_memory = cohort_of(from_files.outcomes, resources)
+    for part in ("observations", "encounters", "phoenix", "patients", "n_synthetic_patients"):
+        assert getattr(in_memory, part) == getattr(from_files, part), part
+    assert in_memory.anchors == from_files.anchors

@@ -175,6 +175,8 @@ def test_rules_v2_page_states_every_decision_step_state_finding_and_limitation(t
     assert body["limitations"] == list(rule_set.limitations)
     assert "staging.scite.ai" not in html
     assert body["timing"][1].startswith("Early window: anchor to anchor + 48 h")
+    assert "the Phoenix onset (phoenix.enabled)" in body["timing"][0]
+    assert body["timing"][-1].startswith("The Phoenix score is context and anchor only")
 
 
 def test_rules_v2_page_shows_the_sites_own_limits_and_multiples(tmp_path):

@@ -24,6 +24,10 @@ def test_model_trained_on_reference_labels_records_its_decisions(small_model, sm
         small_cohort.outcomes
     )
     assert meta["n_training"] + meta["n_validation"] == cohort["n_included"]
+    # without vital signs and support only the panel's platelets and lactate can score: a few
+    # children reach 2 from them, the others are anchored at their outcomes onset_time
+    assert cohort["anchors"] == small_cohort.anchor_counts
+    assert 0 < cohort["anchors"]["Phoenix onset"] < 0.1 * len(small_cohort.outcomes)
 
 
 def test_internal_validation_separates_the_high_risk_class(small_model):

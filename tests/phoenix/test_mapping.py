@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from fhir_mappings.encounters import EncounterFacts, encounter_facts
 from fhir_mappings.measurement import ExclusionReason
 from fhir_mappings.phoenix_config import (
     CodeRef,
@@ -666,6 +667,12 @@ def test_every_packaged_code_belongs_to_one_input(catalog) -> None:
 # --- the patient ------------------------------------------------------------------------------
 
 
+def facts_of(encounter: dict) -> EncounterFacts:
+    """The EncounterFacts the hook hands to `phoenix_patient`."""
+    (facts,) = encounter_facts([encounter]).facts
+    return facts
+
+
 def test_patient_signals_from_patient_encounter_and_gestational_age() -> None:
     patient = {"resourceType": "Patient", "id": "p1", "birthDate": "2025-12-01"}
     encounter = {
@@ -676,7 +683,9 @@ def test_patient_signals_from_patient_encounter_and_gestational_age() -> None:
         "period": {"start": "2026-02-20T10:00:00Z"},
     }
     gestation = observation("76516-4", 34.5, "wk")
-    signals = phoenix_patient(valid_r4b(patient), valid_r4b(encounter), [valid_r4b(gestation)])
+    signals = phoenix_patient(
+        valid_r4b(patient), facts_of(valid_r4b(encounter)), [valid_r4b(gestation)]
+    )
     assert signals.birth_date == date(2025, 12, 1)
     assert signals.encounter_start == datetime(2026, 2, 20, 10, tzinfo=UTC)
     assert signals.gestational_age_weeks == pytest.approx(34.5)
@@ -691,6 +700,7 @@ def test_gestational_age_in_days_is_read_in_weeks() -> None:
 def test_born_in_hospital_is_the_birth_hospitalisation() -> None:
     encounter = {
         "resourceType": "Encounter",
+        "id": "e-born",
         "status": "in-progress",
         "class": {"code": "IMP"},
         "period": {"start": "2026-02-20T10:00:00Z"},
@@ -698,13 +708,20 @@ def test_born_in_hospital_is_the_birth_hospitalisation() -> None:
             "admitSource": concept("http://terminology.hl7.org/CodeSystem/admit-source", "born")
         },
     }
-    signals = phoenix_patient({"birthDate": "2026-02-20"}, valid_r4b(encounter))
+    signals = phoenix_patient({"birthDate": "2026-02-20"}, facts_of(valid_r4b(encounter)))
     assert signals.birth_hospitalisation is True
 
 
 def test_an_encounter_starting_on_the_birth_date_is_the_birth_hospitalisation() -> None:
-    encounter = {"period": {"start": "2026-02-20T03:00:00Z"}}
-    assert phoenix_patient({"birthDate": "2026-02-20"}, encounter).birth_hospitalisation
+    encounter = {
+        "resourceType": "Encounter",
+        "id": "e-birth",
+        "status": "in-progress",
+        "period": {"start": "2026-02-20T03:00:00Z"},
+    }
+    assert phoenix_patient({"birthDate": "2026-02-20"}, facts_of(encounter)).birth_hospitalisation
+    later = {**encounter, "period": {"start": "2026-02-21T03:00:00Z"}}
+    assert not phoenix_patient({"birthDate": "2026-02-20"}, facts_of(later)).birth_hospitalisation
 
 
 @pytest.mark.parametrize("birth", ["2020", "2020-05", None, "2020-02-30"])

@@ -53,6 +53,7 @@ def test_the_observation_template_asks_for_every_input_code_at_once(catalog) -> 
     codes = found["code"][0].split(",")
     assert codes == [f"{s}|{c}" for s, c in catalog.observation_codes()]
     assert "http://loinc.org|59408-5" in codes and "http://loinc.org|2345-7" not in codes
+    assert codes[-1] == "http://loinc.org|85354-9", "the BP panel, read for its components"
     assert found["_sort"] == ["-date"] and found["_count"] == ["200"]
     assert "date" not in found  # prefetch has no date tokens
 

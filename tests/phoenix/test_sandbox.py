@@ -12,6 +12,7 @@ import requests
 
 from devtools import SandboxFhir, load_resources, sekmet_binary
 from fhir_mappings.client import FhirClient, entry_resources
+from fhir_mappings.encounters import encounter_facts
 from fhir_mappings.phoenix_inputs import extract_phoenix, phoenix_patient
 from fhir_mappings.phoenix_queries import (
     ENCOUNTER_KEY,
@@ -96,7 +97,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxFhir]:
 
 def course_of(resources: list[dict[str, Any]], catalog):
     patient = next(r for r in resources if r.get("resourceType") == "Patient")
-    encounter = next((r for r in resources if r.get("resourceType") == "Encounter"), None)
+    (encounter,) = encounter_facts(resources, patient_id=PATIENT).facts
     signals = phoenix_patient(patient, encounter, resources)
     extraction = extract_phoenix(resources, catalog, patient_id=PATIENT)
     assert extraction.exclusions == ()

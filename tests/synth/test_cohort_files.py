@@ -8,6 +8,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.location import Location
 from fhir.resources.R4B.observation import Observation
@@ -32,12 +33,16 @@ COHORT_FILES = (
     "Encounter.ndjson",
     "Location.ndjson",
     "Observation.ndjson",
+    "Procedure.ndjson",
+    "Device.ndjson",
+    "DeviceUseStatement.ndjson",
+    "MedicationAdministration.ndjson",
     "outcomes.csv",
 )
 
 
 def _all_resources(cohort: Cohort) -> list[dict]:
-    return [*cohort.patients, *cohort.encounters, *cohort.observations]
+    return [*cohort.patients, *cohort.encounters, *cohort.observations, *cohort.phoenix]
 
 
 def _file_bytes(directory: Path) -> dict[str, bytes]:
@@ -116,6 +121,8 @@ def test_a_sample_of_resources_is_valid_fhir_r4(small_cohort: Cohort) -> None:
         Encounter.model_validate(encounter)
     for observation in small_cohort.observations[::7]:
         Observation.model_validate(observation)
+    for resource in small_cohort.phoenix[::23]:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
 
 def test_no_result_is_dated_outside_the_picu_stay(small_cohort: Cohort) -> None:
@@ -123,12 +130,16 @@ def test_no_result_is_dated_outside_the_picu_stay(small_cohort: Cohort) -> None:
         e["subject"]["reference"]: tuple(map(datetime.fromisoformat, e["period"].values()))
         for e in small_cohort.encounters
     }
-    for observation in small_cohort.observations:
-        text = observation.get("effectiveDateTime") or observation["effectivePeriod"]["start"]
-        if len(text) == 10:  # date-only results are imprecise on purpose
+    for resource in [*small_cohort.observations, *small_cohort.phoenix]:
+        if resource["resourceType"] == "Device":
             continue
-        admitted, ended = stays[observation["subject"]["reference"]]
-        assert admitted <= datetime.fromisoformat(text) <= ended, observation["id"]
+        period = next((resource[k] for k in resource if k.endswith("Period")), None)
+        texts = list(period.values()) if period else [resource["effectiveDateTime"]]
+        if len(texts[0]) == 10:  # date-only results are imprecise on purpose
+            continue
+        admitted, ended = stays[resource["subject"]["reference"]]
+        for text in texts:
+            assert admitted <= datetime.fromisoformat(text) <= ended, resource["id"]
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -179,7 +190,14 @@ def test_the_model_reader_loads_a_written_cohort(tmp_path: Path, small_cohort: C
     loaded = load_cohort(tmp_path, tmp_path / "outcomes.csv")
     assert len(loaded.outcomes) == 120
     assert loaded.n_synthetic_patients == loaded.n_patient_resources == 120
-    assert sum(map(len, loaded.observations.values())) == len(small_cohort.observations)
+    phoenix_observations = [r for r in small_cohort.phoenix if r["resourceType"] == "Observation"]
+    assert sum(map(len, loaded.observations.values())) == len(small_cohort.observations) + len(
+        phoenix_observations
+    )
+    assert sum(map(len, loaded.phoenix.values())) == len(small_cohort.phoenix) - len(
+        phoenix_observations
+    )
+    assert loaded.anchor_counts == {"Phoenix onset": 120, "outcomes onset_time": 0}
 
 
 def test_packaged_data_card_lists_the_generator_parameters_as_they_are() -> None:

@@ -7,20 +7,17 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from fhir.resources.R4B.encounter import Encounter
-from fhir.resources.R4B.location import Location
-from fhir.resources.R4B.observation import Observation
-from fhir.resources.R4B.patient import Patient
-from fhir.resources.R4B.servicerequest import ServiceRequest
+from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_mappings.encounters import encounter_facts, location_facts, order_facts
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel
 from model.assessment import Pathway, TimeFrame, Timeline
 from model.context import AnchorSource, ContextSettings, GateOutcome, assess_context
+from model.phoenix_context import PhoenixContext, PhoenixSettings, assess_phoenix
 from model.rules_scorer import load_rules_v2_scorer
 from model.states import PersistenceState
-from model.synth import SCENARIO_KINDS, SYNTHETIC_TAGS, scenario_patient
+from model.synth import SCENARIO_KINDS, SYNTHETIC_TAGS, scenario_onset, scenario_patient
 from model.synth.scenarios import SCENARIOS
 from model.timeline import build_timeline
 
@@ -39,6 +36,19 @@ def _of_type(resources: list[dict[str, Any]], resource_type: str) -> list[dict[s
     return [r for r in resources if r["resourceType"] == resource_type]
 
 
+def _phoenix(resources: list[dict[str, Any]], patient_id: str, now: datetime) -> PhoenixContext:
+    """The Phoenix course of the child's encounter, as the hook computes it."""
+    (encounter,) = encounter_facts(_of_type(resources, "Encounter"), patient_id=patient_id).facts
+    return assess_phoenix(
+        patient=resources[0],
+        encounter=encounter,
+        resources=resources,
+        now=now,
+        settings=PhoenixSettings(),
+        patient_id=patient_id,
+    )
+
+
 def _context(kind: str, patient_id: str, now: datetime = NOW):
     resources = scenario_patient(kind, patient_id, now=now)
     return resources, assess_context(
@@ -50,6 +60,7 @@ def _context(kind: str, patient_id: str, now: datetime = NOW):
         now=now,
         settings=ContextSettings(),
         window=WINDOW,
+        phoenix_onset=_phoenix(resources, patient_id, now).onset_time,
     )
 
 
@@ -72,13 +83,41 @@ def test_there_are_five_children_one_of_them_on_a_general_ward() -> None:
 
 
 @pytest.mark.parametrize("kind", SCENARIO_KINDS)
-def test_the_care_context_finds_the_ward_and_anchors_at_the_picu_admission(kind: str) -> None:
+def test_the_care_context_finds_the_ward_and_anchors_at_the_phoenix_onset(kind: str) -> None:
     _, care = _context(kind, "demo-1")
     gate = EXPECTED[kind][0]
     assert care.gate is gate
     if gate is GateOutcome.IN_PICU:
+        onset = scenario_onset(kind, NOW)
         admitted = NOW - timedelta(hours=SCENARIOS[kind].admitted_hours_ago)
-        assert (care.anchor.source, care.anchor.time) == (AnchorSource.PICU_ADMISSION, admitted)
+        assert (care.anchor.source, care.anchor.time) == (AnchorSource.PHOENIX, onset)
+        assert timedelta(0) < onset - admitted + timedelta(hours=1) <= timedelta(hours=4)
+
+
+@pytest.mark.parametrize("kind", SCENARIO_KINDS)
+def test_each_child_carries_vital_signs_and_only_the_picu_children_reach_a_score_of_2(
+    kind: str,
+) -> None:
+    resources = scenario_patient(kind, "demo-5", now=NOW)
+    phoenix = _phoenix(resources, "demo-5", NOW)
+    codes = {o["code"]["coding"][0]["code"] for o in _of_type(resources, "Observation")}
+    assert {"59408-5", "85354-9", "9269-2"} <= codes  # SpO2, blood pressure, GCS
+    assert phoenix.course is not None and phoenix.excluded == {}
+    if kind == "general-ward":
+        assert phoenix.onset is None
+        assert max(point.total for point in phoenix.course.points) < 2
+    else:
+        assert phoenix.onset_time == scenario_onset(kind, NOW)
+
+
+def test_the_hyperinflammatory_child_is_still_ventilated_on_two_infusions() -> None:
+    resources = scenario_patient("hyperinflammatory", "demo-6", now=NOW)
+    latest = _phoenix(resources, "demo-6", NOW).course.latest
+    assert latest is not None and latest.subscores["cardiovascular"] == 2
+    assert latest.subscores["respiratory"] >= 1
+    support = ("Procedure", "MedicationAdministration")
+    statuses = {(r["resourceType"], r["status"]) for r in resources if r["resourceType"] in support}
+    assert statuses == {("Procedure", "in-progress"), ("MedicationAdministration", "in-progress")}
 
 
 @pytest.mark.parametrize("kind", [k for k in SCENARIO_KINDS if k != "general-ward"])
@@ -132,15 +171,8 @@ def test_scenario_child_is_synthetic_with_an_open_encounter_on_a_bed_in_its_ward
 
 @pytest.mark.parametrize("kind", SCENARIO_KINDS)
 def test_scenario_resources_are_valid_fhir_r4(kind: str) -> None:
-    validators = {
-        "Patient": Patient,
-        "Encounter": Encounter,
-        "Location": Location,
-        "ServiceRequest": ServiceRequest,
-        "Observation": Observation,
-    }
     for resource in scenario_patient(kind, "demo-2", now=NOW):
-        validators[resource["resourceType"]].model_validate(resource)
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
 
 
 def test_scenario_times_follow_now_and_its_offset(panel: Panel) -> None:

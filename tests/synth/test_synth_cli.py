@@ -30,14 +30,18 @@ def test_synth_writes_the_cohort_and_prints_where_and_how_many(
         "Encounter.ndjson",
         "Location.ndjson",
         "Observation.ndjson",
+        "Procedure.ndjson",
+        "Device.ndjson",
+        "DeviceUseStatement.ndjson",
+        "MedicationAdministration.ndjson",
         "outcomes.csv",
         "data_card.md",
     }
     assert str(out) in printed.out
-    assert "Patient.ndjson      12" in printed.out
-    assert "Location.ndjson     1" in printed.out
-    observations = (out / "Observation.ndjson").read_text(encoding="utf-8").splitlines()
-    assert f"Observation.ndjson  {len(observations)}" in printed.out
+    for name in names - {"outcomes.csv", "data_card.md"}:
+        lines = (out / name).read_text(encoding="utf-8").splitlines()
+        assert f"  {name:<31} {len(lines)}\n" in printed.out
+    assert f"  {'Patient.ndjson':<31} 12\n" in printed.out
     assert printed.err == ""  # no progress bar when stderr is not a terminal
 
 
