@@ -14,7 +14,6 @@ refused; a metadata file without a form is loaded with scikit-learn instead.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -200,7 +199,8 @@ class ServingForm:
 
 
 class ServedModel:
-    """A model as the service scores it: metadata and serving form; the estimator on demand."""
+    """A model as the service scores it: its metadata and serving form (`model.pipeline.load_model`
+    gives the fitted estimator of the same file)."""
 
     def __init__(self, path: Path, metadata: Mapping[str, Any], serving: ServingForm) -> None:
         self.path = path
@@ -221,13 +221,6 @@ class ServedModel:
     def threshold(self) -> float:
         """Probability of the high-risk class at or above which the pathway is biomarker-guided."""
         return float(self.metadata["threshold"])
-
-    @functools.cached_property
-    def estimator(self) -> Any:
-        """The fitted scikit-learn estimator, loaded (with scikit-learn) only when asked for."""
-        from model.pipeline import load_model
-
-        return load_model(self.path).estimator
 
 
 def load_served_model(path: Path) -> ServedModel | None:
