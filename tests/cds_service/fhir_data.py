@@ -191,7 +191,8 @@ class FakeFhirServer:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     others: list[dict[str, Any]] = field(default_factory=list)  # Procedures, infusions, Devices
     authorizations: list[str | None] = field(default_factory=list)
-    observation_dates: list[list[str]] = field(default_factory=list)  # each search's `date`s
+    # each Observation search's codes and `date` bounds
+    observation_searches: list[tuple[frozenset[str], list[str]]] = field(default_factory=list)
 
     def __call__(self, request: Request) -> Response:
         """Handle one request, recording its Authorization header."""
@@ -218,7 +219,7 @@ class FakeFhirServer:
         wanted = set(query["code"][0].split(","))
         subject = f"Patient/{query['patient'][0]}"
         bounds = query.get("date", [])
-        self.observation_dates.append(bounds)
+        self.observation_searches.append((frozenset(wanted), bounds))
         return searchset(
             o
             for o in self.observations

@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from pytest_httpserver import HTTPServer
 
+from fhir_mappings.prefetch import PANEL_KEY
 from tests.cds_service.fhir_data import (
     FakeFhirServer,
     full_prefetch,
@@ -33,6 +35,13 @@ def _results(times: list[datetime]) -> list[dict[str, Any]]:
         for analyte, value in VALUES.items()
         for index, moment in enumerate(times)
     ]
+
+
+def _panel_dates(caller: HookCaller, fake: FakeFhirServer) -> list[list[str]]:
+    """The `date` bounds of each search for the panel's codes (not the Phoenix searches')."""
+    template = caller.prefetch_templates()[PANEL_KEY]
+    codes = frozenset(parse_qs(template.split("?", 1)[1])["code"][0].split(","))
+    return [dates for searched, dates in fake.observation_searches if searched == codes]
 
 
 def _bound(text: str) -> datetime:
@@ -91,7 +100,7 @@ def test_a_recent_stay_needs_one_panel_search_reaching_back_the_history(
     from_prefetch, queried = _both_ways(caller, fake, fhir_base, now)
 
     assert _same_cards(from_prefetch, queried)
-    [[bound]] = fake.observation_dates
+    [[bound]] = _panel_dates(caller, fake)
     assert bound.startswith("ge")
     assert abs(_bound(bound) - (now - HISTORY)) < timedelta(minutes=5)
 
@@ -107,7 +116,7 @@ def test_an_anchor_beyond_the_history_adds_one_search_for_the_rest(
     from_prefetch, queried = _both_ways(caller, fake, fhir_base, now)
 
     assert _same_cards(from_prefetch, queried)
-    first, second = fake.observation_dates
+    first, second = _panel_dates(caller, fake)
     reach = now - HISTORY
     assert [bound[:2] for bound in first] == ["ge"]
     assert abs(_bound(first[0]) - reach) < timedelta(minutes=5)
@@ -141,4 +150,4 @@ def test_a_prefetched_panel_is_never_searched_again(
     )
 
     assert reply.status_code == 200
-    assert fake.observation_dates == []
+    assert _panel_dates(caller, fake) == []
