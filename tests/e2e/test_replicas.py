@@ -32,6 +32,8 @@ from devtools.sandbox_fhir import LOOPBACK, SandboxFhir, free_port
 from devtools.sandbox_postgres import PostgresServer
 from devtools.service import serve_command, service_config_toml, stop_process, wait_for_health
 
+pytestmark = pytest.mark.slow  # a PostgreSQL server and two `serve` instances
+
 PUBLIC_BASE_URL = "https://cds.replicas.test"  # what the load balancer's clients call
 HOOK_AUDIENCE = f"{PUBLIC_BASE_URL}/cds-services/{SERVICE_ID}"
 FEEDBACK_AUDIENCE = f"{HOOK_AUDIENCE}/feedback"

@@ -89,6 +89,7 @@ def test_the_text_report_has_one_table_per_time_and_the_ever_flagged_shares(coho
     assert row.split()[1:4] == ["33.3%", "66.7%", "0.0%"]  # high; quiet and "left" standard
 
 
+@pytest.mark.slow
 def test_the_burden_command_reads_a_cohort_and_writes_json(small_cohort_dir, tmp_path, capsys):
     out = tmp_path / "burden.json"
     code = main(

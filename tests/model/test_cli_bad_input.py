@@ -103,6 +103,7 @@ def _run(command: str, cohort: Path, outcomes: Path, tmp_path: Path) -> list[str
             "--quiet"]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_bad_input_is_refused_naming_file_and_line(

@@ -40,6 +40,7 @@ def test_every_child_is_anchored_at_its_phoenix_onset(phoenix_cohort: Cohort) ->
     }
 
 
+@pytest.mark.slow
 def test_the_phoenix_onset_wins_over_a_different_onset_time_in_the_outcomes_file(
     phoenix_cohort_dir: Path, tmp_path: Path
 ) -> None:
@@ -106,6 +107,7 @@ def test_evaluation_and_burden_say_which_anchor_they_used(phoenix_cohort: Cohort
     )
 
 
+@pytest.mark.slow
 def test_the_evaluate_command_prints_the_anchors(
     phoenix_cohort_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -185,6 +185,7 @@ def test_unlabelled_cohort_leaves_reference_endotype_empty(tmp_path: Path) -> No
     assert "withheld" in (tmp_path / "data_card.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_the_model_reader_loads_a_written_cohort(tmp_path: Path, small_cohort: Cohort) -> None:
     write_cohort(small_cohort, tmp_path)
     loaded = load_cohort(tmp_path, tmp_path / "outcomes.csv")
