@@ -4,6 +4,7 @@ Run from the repository root (wrk is a Debian package: `apt-get install -y wrk`)
 
     uv run python benchmarks/prefetch_path.py           # baseline and this tree, 10 s each
     uv run python benchmarks/prefetch_path.py --quick   # 4 s each
+    uv run python benchmarks/prefetch_path.py --phoenix-off  # also this tree without Phoenix
 
 For the baseline revision and for this tree it starts `picu-endotype serve` and, beside it, a
 trivial Flask app (one small JSON answer) under gunicorn with the options that tree's `serve`
@@ -31,6 +32,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cds_service.discovery import SERVICE_ID
 from devtools import (
@@ -53,6 +55,7 @@ from devtools import (
 PATIENT_ID = "bench-hyperinflammatory"
 BEFORE = "8a4a616"  # main before the concurrent worker model
 TRIVIAL_PATH = "/trivial"
+PHOENIX_OFF = "tree, Phoenix off"  # this tree with `phoenix.enabled = false` (--phoenix-off)
 WARM_UP_SECONDS = 2
 WRK_INSTALL = "wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu), then rerun."
 
@@ -133,6 +136,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="runs per target, interleaved")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
     parser.add_argument("--max-rate", type=int, default=1500, help="hooks/s the tokens must last")
+    parser.add_argument(
+        "--phoenix-off", action="store_true", help="also this tree with the Phoenix layer off"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.rounds = 4, 1
@@ -170,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.baseline:
             label = f"baseline {args.baseline}"
             trees.insert(0, export_revision(args.baseline, workdir / "baseline", label))
+        if args.phoenix_off:
+            trees.append(working_tree(PHOENIX_OFF))
         lua = workdir / "hooks.lua"
         lua.write_text(WRK_SCRIPT)
         targets: list[Target] = []
@@ -200,7 +208,8 @@ def _start(
     for scenario in ("trivial endpoint", "hook, complete prefetch"):
         port = free_port()
         config = folder / f"settings-{port}.toml"
-        config.write_text(_settings(port, folder / f"var-{port}", ehr, stub.base_url))
+        phoenix_off = tree.label == PHOENIX_OFF
+        config.write_text(_settings(port, folder / f"var-{port}", ehr, stub.base_url, phoenix_off))
         command = [sys.executable, "-c", TRIVIAL_SERVER] if scenario.startswith("trivial") else None
         log = folder / f"server-{port}.log"
         service = stack.enter_context(served(tree, config, log, command=command))
@@ -219,18 +228,21 @@ def _start(
     return targets
 
 
-def _settings(port: int, state_dir: Path, ehr: DemoEhr, fhir_base: str) -> str:
-    return settings_toml(
-        {
-            "public_base_url": f"http://{LOOPBACK}:{port}",
-            "host": LOOPBACK,
-            "port": port,
-            "state_dir": str(state_dir),
-            "insecure_http_fhir_hosts": [LOOPBACK],
-            "log_level": "WARNING",
-            "clients": [{"iss": ehr.issuer, "jwks": ehr.jwks_json(), "fhir_servers": [fhir_base]}],
-        }
-    )
+def _settings(
+    port: int, state_dir: Path, ehr: DemoEhr, fhir_base: str, phoenix_off: bool = False
+) -> str:
+    settings: dict[str, Any] = {
+        "public_base_url": f"http://{LOOPBACK}:{port}",
+        "host": LOOPBACK,
+        "port": port,
+        "state_dir": str(state_dir),
+        "insecure_http_fhir_hosts": [LOOPBACK],
+        "log_level": "WARNING",
+        "clients": [{"iss": ehr.issuer, "jwks": ehr.jwks_json(), "fhir_servers": [fhir_base]}],
+    }
+    if phoenix_off:  # the baseline predates the layer and its settings table
+        settings["phoenix"] = {"enabled": False}
+    return settings_toml(settings)
 
 
 def _templates(service_url: str, ehr: DemoEhr) -> dict[str, str]:

@@ -4,6 +4,7 @@ Run from the repository root:
 
     uv run python benchmarks/query_path.py            # baseline and this tree, full grid
     uv run python benchmarks/query_path.py --quick    # 100 ms, 16 clients, shorter runs
+    uv run python benchmarks/query_path.py --phoenix-off  # also this tree without Phoenix
 
 A FHIR stub (`devtools.latency_fhir`, its own process) serves one synthetic patient and answers
 every request after 100 ms or 300 ms, as a hospital's FHIR server might. Each variant of the
@@ -21,11 +22,12 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cds_service.discovery import SERVICE_ID
 from devtools import (
@@ -56,6 +58,7 @@ class Variant:
     label: str
     tree: SourceTree
     worker_class: str | None = None
+    phoenix_off: bool = False  # `phoenix.enabled = false` in its settings
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per cell")
     parser.add_argument(
         "--worker-classes", default="", help="also run this tree under these gunicorn workers"
+    )
+    parser.add_argument(
+        "--phoenix-off", action="store_true", help="also this tree with the Phoenix layer off"
     )
     parser.add_argument(
         "--serve", nargs=2, metavar=("WORKER_CLASS", "CONFIG"), help=argparse.SUPPRESS
@@ -131,7 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cells: list[Cell] = []
         for index, variant in enumerate(variants):
             config = workdir / f"settings-{index}.toml"
-            config.write_text(_settings(port, workdir / f"var-{index}", ehr, stubs.values()))
+            state_dir = workdir / f"var-{index}"
+            config.write_text(
+                _settings(port, state_dir, ehr, stubs.values(), phoenix_off=variant.phoenix_off)
+            )
             command = None
             if variant.worker_class:
                 command = [sys.executable, __file__, "--serve", variant.worker_class]
@@ -156,23 +165,33 @@ def _variants(args: argparse.Namespace, workdir: Path) -> Iterator[Variant]:
         tree = export_revision(args.baseline, workdir / "baseline", f"baseline {args.baseline}")
         yield Variant(tree.label, tree)
     yield Variant("this tree", working_tree())
+    if args.phoenix_off:
+        yield Variant("this tree, Phoenix off", working_tree(), phoenix_off=True)
     for worker_class in filter(None, args.worker_classes.split(",")):
         yield Variant(f"this tree, {worker_class}", working_tree(), worker_class)
 
 
-def _settings(port: int, state_dir: Path, ehr: DemoEhr, stubs: Iterator[LatencyFhir]) -> str:
+def _settings(
+    port: int,
+    state_dir: Path,
+    ehr: DemoEhr,
+    stubs: Iterable[LatencyFhir],
+    *,
+    phoenix_off: bool = False,
+) -> str:
     bases = [stub.base_url for stub in stubs]
-    return settings_toml(
-        {
-            "public_base_url": f"http://{LOOPBACK}:{port}",
-            "host": LOOPBACK,
-            "port": port,
-            "state_dir": str(state_dir),
-            "insecure_http_fhir_hosts": [LOOPBACK],
-            "log_level": "WARNING",
-            "clients": [{"iss": ehr.issuer, "jwks": ehr.jwks_json(), "fhir_servers": bases}],
-        }
-    )
+    settings: dict[str, Any] = {
+        "public_base_url": f"http://{LOOPBACK}:{port}",
+        "host": LOOPBACK,
+        "port": port,
+        "state_dir": str(state_dir),
+        "insecure_http_fhir_hosts": [LOOPBACK],
+        "log_level": "WARNING",
+        "clients": [{"iss": ehr.issuer, "jwks": ehr.jwks_json(), "fhir_servers": bases}],
+    }
+    if phoenix_off:  # the baseline predates the layer and its settings table
+        settings["phoenix"] = {"enabled": False}
+    return settings_toml(settings)
 
 
 def _tokens(ehr: DemoEhr, audience: str, count: int) -> list[str]:
