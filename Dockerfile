@@ -1,6 +1,6 @@
 # picu-endotype: the CDS Hooks service under gunicorn.
 # Build:  docker build -t picu-endotype .
-# Run:    docker run -p 8080:8080 -v "$PWD/settings.toml:/config/settings.toml:ro" \
+# Run:    docker run --init -p 8080:8080 -v "$PWD/settings.toml:/config/settings.toml:ro" \
 #           -e PICU_ENDOTYPE_CONFIG=/config/settings.toml picu-endotype
 FROM python:3.11-slim
 

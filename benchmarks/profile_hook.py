@@ -44,6 +44,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=200, help="profiled hook calls")
     parser.add_argument("--queries", action="store_true", help="query the sandbox, no prefetch")
     parser.add_argument("--top", type=int, default=30, help="functions to print")
+    parser.add_argument("--sort", default="cumulative", help="pstats order: cumulative, tottime")
     parser.add_argument("--no-profile", action="store_true", help="time only, without cProfile")
     return parser.parse_args(argv)
 
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{cpu / args.calls * 1000:.2f} ms CPU per call"
     )
     if not args.no_profile:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
+        pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
     return 0
 
 

@@ -20,6 +20,7 @@ from cds_service.replay import ReplayStore
 from cds_service.settings import Settings, load_settings
 from cds_service.state import AppState, app_state, install_state
 from cds_service.storage import Database, DatabaseError, open_database
+from cds_service.turns import TakeTurns
 from fhir_mappings.emit import check_proposals
 from fhir_mappings.panel import Panel, load_panel
 from fhir_mappings.units import UNIT_TEXT_ALIASES, warm_up
@@ -142,4 +143,5 @@ def create_app(settings: Settings | None = None) -> Flask:
         model_card=model_card.card_for(scorer, settings),
     )
     install_state(app, state)
+    app.wsgi_app = TakeTurns(app.wsgi_app, settings.max_body_bytes)  # type: ignore[method-assign]
     return app

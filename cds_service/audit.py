@@ -15,7 +15,7 @@ import os
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -137,8 +137,16 @@ class AuditRecord:
     error: str | None
 
     def row(self) -> dict[str, Any]:
-        """The record as a table row."""
-        return {**asdict(self), "sources": dict(self.sources)}
+        """The record as a table row (its values are plain data already: no deep copy)."""
+        row = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        row["sources"] = dict(self.sources)
+        if self.anchor is not None:
+            row["anchor"] = dict(self.anchor)
+        return row
+
+
+_RECORD_FIELDS = tuple(item.name for item in fields(AuditRecord))
+_INSERT_RECORD = insert(audit_record)
 
 
 def _input(measurement: Measurement, role: str) -> dict[str, Any]:
@@ -274,7 +282,7 @@ class AuditTrail:
     def write(self, record: AuditRecord) -> None:
         """Insert one record; committed when this returns."""
         with self.database.begin() as connection:
-            connection.execute(insert(audit_record), record.row())
+            connection.execute(_INSERT_RECORD, record.row())
 
     def for_card(self, card_uuid: str) -> list[dict[str, Any]]:
         """Every record of one card uuid (normally one), oldest first."""

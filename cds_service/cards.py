@@ -421,16 +421,22 @@ def _exclusion_extension(exclusion) -> dict[str, Any]:
     }
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+_EMPTIABLE = (str, list, dict)
+
+
 def prune(value: Any) -> Any:
     """Drop None, empty strings, lists and dicts at every depth (CDS Hooks forbids them)."""
-    if isinstance(value, Mapping):
-        pruned = {key: prune(child) for key, child in value.items()}
-        return {key: child for key, child in pruned.items() if not _empty(child)}
-    if isinstance(value, list | tuple):
-        return [child for child in (prune(item) for item in value) if not _empty(child)]
+    kind = type(value)
+    if kind in _LEAVES:  # most of a card: out before the slower abstract-type checks
+        return value
+    if kind is dict or isinstance(value, Mapping):
+        return {key: kept for key, child in value.items() if not _empty(kept := prune(child))}
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        return [kept for item in value if not _empty(kept := prune(item))]
     return value
 
 
 def _empty(value: Any) -> bool:
     """True for None and for empty strings, lists and dicts."""
-    return value is None or (isinstance(value, str | list | dict) and not value)
+    return value is None or (isinstance(value, _EMPTIABLE) and not value)

@@ -21,7 +21,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError as DatabaseError
 
-from cds_service import auth, metrics, silent_mode
+from cds_service import auth, metrics, silent_mode, turns
 from cds_service.audit import HookCall, HookResult, data_source
 from cds_service.auth import CdsClient, FhirServerNotAllowed
 from cds_service.cards import ChartContext, build_card
@@ -50,13 +50,14 @@ from fhir_mappings.gather import (
     DataUnavailable,
     FhirAccess,
     PatientData,
+    add_search,
     gather_patient_data,
 )
 from fhir_mappings.limits import JsonTooDeep, loads_bounded
 from fhir_mappings.observations import extract
 from fhir_mappings.panel import Panel
 from fhir_mappings.patient import age_in_years
-from fhir_mappings.prefetch import MalformedPrefetch
+from fhir_mappings.prefetch import PANEL_KEY, MalformedPrefetch
 from model.assessment import Anchor, Assessment, Scorer, TimeFrame, Timeline
 from model.context import CareContext, assess_context
 from model.phoenix_context import PhoenixContext
@@ -180,6 +181,7 @@ class HookEngine:
         care, phoenix = self.care_context(data, context, now)
         if not care.fires or care.anchor is None:
             return HookOutcome(HookResponse(cards=[]), care.gate.value, data, care=care)
+        data = self.older_results(hook_request, client, data, care.anchor, now)
         timeline, assessment = self.assess(data, context, self.time_frame(now, care.anchor))
         card = build_card(
             assessment,
@@ -283,8 +285,15 @@ class HookEngine:
         return {**self.templates, **step.query_templates(now)} if step else self.templates
 
     def gather(self, hook_request: HookRequest, client: CdsClient, now: datetime) -> PatientData:
-        """The patient's resources from prefetch and, where allowed, the FHIR server."""
+        """The patient's resources from prefetch and, where allowed, the FHIR server.
+
+        Every query goes out at once, the Phoenix searches among them. Our own panel search
+        reaches back `fhir.history_days` and the Phoenix searches their own look-back (prefetch
+        templates cannot carry a date relative to now); `older_results` fetches panel results
+        from before that reach once the time anchor shows they are needed.
+        """
         access = self.fhir_access(hook_request, client)
+        reach = {PANEL_KEY: f"date=ge{_search_instant(self.first_reach(now))}"}
         try:
             return gather_patient_data(
                 hook_request.prefetch,
@@ -293,11 +302,51 @@ class HookEngine:
                 access,
                 self.settings.fhir,
                 limits=self.settings.limits,
+                hooks_in_flight=self.settings.threads,
+                waiting=turns.released,
+                query_params=reach,
             )
         except DataUnavailable as error:
             raise PreconditionFailed(f"The patient's data could not be obtained: {error}") from None
         except MalformedPrefetch as error:
             raise InvalidPrefetch(str(error)) from None
+
+    def first_reach(self, now: datetime) -> datetime:
+        """How far back the first round of our own panel search reaches."""
+        return now - timedelta(days=self.settings.fhir.history_days)
+
+    def older_results(
+        self,
+        hook_request: HookRequest,
+        client: CdsClient,
+        data: PatientData,
+        anchor: Anchor,
+        now: datetime,
+    ) -> PatientData:
+        """`data` plus the panel results from the anchor's look-back up to the first query's reach,
+        when we searched the panel ourselves and the anchor lies that far back (one more search,
+        within the same deadline); otherwise `data` as it is."""
+        needed_from = anchor.time - self.settings.context.look_back
+        reach = self.first_reach(now)
+        queried = data.sources.get(PANEL_KEY, "").startswith("query")
+        if not queried or needed_from >= reach:
+            return data
+        older = f"date=ge{_search_instant(needed_from)}&date=lt{_search_instant(reach)}"
+        try:
+            return add_search(
+                data,
+                PANEL_KEY,
+                self.templates[PANEL_KEY],
+                older,
+                hook_request.context,
+                self.fhir_access(hook_request, client),
+                self.settings.fhir,
+                limits=self.settings.limits,
+                hooks_in_flight=self.settings.threads,
+                waiting=turns.released,
+            )
+        except DataUnavailable as error:
+            raise PreconditionFailed(f"The patient's data could not be obtained: {error}") from None
 
     def fhir_access(self, hook_request: HookRequest, client: CdsClient) -> FhirAccess | None:
         """A FHIR client for the request's fhirServer, once it may receive the token; else None."""
@@ -310,6 +359,11 @@ class HookEngine:
         except FhirServerNotAllowed as refusal:
             raise FhirServerRefused(f"{refusal}; nothing was sent to it.") from None
         return FhirAccess(server, token)
+
+
+def _search_instant(moment: datetime) -> str:
+    """A FHIR search instant in UTC to the second, safe in a query string."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def incomplete_keys(data: PatientData) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from jwt import PyJWK, PyJWKSet
 from jwt.exceptions import PyJWTError
 
 from cds_service.settings import ClientSettings
+from cds_service.turns import released
 from fhir_mappings.client import (
     CallGuard,
     FhirBadResponse,
@@ -104,16 +105,24 @@ class RemoteKeySet:
         return self._keys.get(kid)
 
     def signing_key(self, kid: str) -> PyJWK:
-        """The key for `kid`, fetching the set if it is stale or (at a bounded rate) lacks it."""
-        if not self._lock.acquire(timeout=self.timeout):
-            raise KeyNotFound("the key set is being fetched by another request")
-        try:
-            key = self.cached(kid)
-            if key is None:
-                self._refresh_if_allowed()
+        """The key for `kid`, fetching the set if it is stale or (at a bounded rate) lacks it.
+
+        A cached key needs no lock; waiting for another request's fetch, and fetching, happen
+        outside this process's turn (`cds_service.turns`).
+        """
+        key = self.cached(kid)
+        if key is not None:
+            return key
+        with released():
+            if not self._lock.acquire(timeout=self.timeout):
+                raise KeyNotFound("the key set is being fetched by another request")
+            try:
                 key = self.cached(kid)
-        finally:
-            self._lock.release()
+                if key is None:
+                    self._refresh_if_allowed()
+                    key = self.cached(kid)
+            finally:
+                self._lock.release()
         if key is None:
             raise KeyNotFound("no key for the kid in the remote key set")
         return key

@@ -18,7 +18,6 @@ from model.assessment import Scorer
 from model.model_card import model_card, render_html, rules_card
 from model.rules_scorer import RulesV2Scorer
 from model.rules_v2_card import rules_v2_card
-from model.scorer import MODEL_WINDOW_NOTE, ModelScorer
 
 bp = Blueprint("model_card", __name__)
 RULES_SECTIONS = (
@@ -32,12 +31,14 @@ RULES_SECTIONS = (
     "findings",
     "timing",
 )
-MODEL_USE = (
+# how the model is used; the note on the window (model.scorer) goes between the two parts
+MODEL_USE_BEFORE_WINDOW_NOTE = (
     "Features: the latest value of each input in the early window (anchor to anchor + "
     "window_hours), as in training; results outside it are never model inputs.",
     "The model's class stands for the state at the latest early-window sample: high when the "
     "probability of the high-risk class reaches its threshold, else not-high with its class.",
-    MODEL_WINDOW_NOTE,
+)
+MODEL_USE_AFTER_WINDOW_NOTE = (
     "Without IL-6, ferritin or CRP in the early window the model gives no output and the rules "
     "v2 states decide; the pathway always comes from the shared decision below.",
 )
@@ -73,10 +74,15 @@ def card_for(scorer: Scorer, settings: Settings) -> dict[str, Any]:
         "look_back": settings.context.look_back,
         "current_max_age": timedelta(hours=settings.current_max_age_hours),
     }
-    if isinstance(scorer, ModelScorer):
-        rules = rules_v2_card(scorer.rules, timing)
-        shown = {key: rules[key] for key in RULES_SECTIONS}
-        return {**model_card(scorer.model.metadata), **shown, "model_use": list(MODEL_USE)}
+    if scorer.info.kind == "model":
+        # scikit-learn is imported only when a model is configured (start-up stays short)
+        from model.scorer import MODEL_WINDOW_NOTE, ModelScorer
+
+        if isinstance(scorer, ModelScorer):
+            rules = rules_v2_card(scorer.rules, timing)
+            shown = {key: rules[key] for key in RULES_SECTIONS}
+            use = [*MODEL_USE_BEFORE_WINDOW_NOTE, MODEL_WINDOW_NOTE, *MODEL_USE_AFTER_WINDOW_NOTE]
+            return {**model_card(scorer.model.metadata), **shown, "model_use": use}
     if isinstance(scorer, RulesV2Scorer):
         return rules_v2_card(scorer, timing)
     return rules_card(scorer)

@@ -325,9 +325,13 @@ def find_empty_value(value: Any, path: str = "") -> str | None:
     return f"{path}.{joined}" if path else joined
 
 
+_EMPTIABLE = (str, list, dict)
+_CONTAINERS = (list, dict)
+
+
 def _is_empty(value: Any) -> bool:
     """True for null, "", [] and {}."""
-    return value is None or (not value and isinstance(value, str | list | dict))
+    return value is None or (not value and isinstance(value, _EMPTIABLE))
 
 
 def _trail_to_empty(value: Any) -> list[str] | None:
@@ -339,7 +343,12 @@ def _trail_to_empty(value: Any) -> list[str] | None:
     else:
         return None
     for key, child in items:
-        below = [] if _is_empty(child) else _trail_to_empty(child)
+        if _is_empty(child):
+            below: list[str] | None = []
+        elif isinstance(child, _CONTAINERS):
+            below = _trail_to_empty(child)
+        else:
+            continue  # a value that is not empty and holds nothing
         if below is not None:
             label = f"[{key}]" if isinstance(value, list) else str(key)
             return [label, *below]

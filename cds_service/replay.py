@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cds_service.storage.database import Database
@@ -21,26 +22,34 @@ from cds_service.storage.schema import seen_jti
 PURGE_INTERVAL_SECONDS = 60.0
 
 
+def _record_statement(dialect: str) -> Any:
+    """Insert (iss, jti, expiry), or take over an expired row of the same pair; built once."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(seen_jti).values(
+        iss=bindparam("new_iss"), jti=bindparam("new_jti"), expires_at=bindparam("new_expiry")
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[seen_jti.c.iss, seen_jti.c.jti],
+        set_={"expires_at": statement.excluded.expires_at},
+        where=seen_jti.c.expires_at < bindparam("now"),
+    ).execution_options(preserve_rowcount=True)
+
+
 class ReplayStore:
     """Remembers each (iss, jti) until its token can no longer be accepted."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        self._record = _record_statement(database.dialect)
         self._purge_lock = threading.Lock()
         self._next_purge = float("-inf")
 
     def first_use(self, iss: str, jti: str, expires_at: float, now: float | None = None) -> bool:
         """Record (iss, jti) and return True, or return False if a live one was recorded before."""
         current = time.time() if now is None else now
-        statement = self._insert(seen_jti).values(iss=iss, jti=jti, expires_at=float(expires_at))
-        statement = statement.on_conflict_do_update(
-            index_elements=[seen_jti.c.iss, seen_jti.c.jti],
-            set_={"expires_at": statement.excluded.expires_at},
-            where=seen_jti.c.expires_at < float(current),
-        ).execution_options(preserve_rowcount=True)
+        values = {"new_iss": iss, "new_jti": jti, "new_expiry": float(expires_at), "now": current}
         with self.database.begin() as connection:
-            recorded = connection.execute(statement).rowcount == 1
+            recorded = connection.execute(self._record, values).rowcount == 1
         self._purge_if_due(current)
         return recorded
 

@@ -16,6 +16,7 @@ from gunicorn.app.base import BaseApplication
 
 from cds_service.logs import GunicornLogger, configure_logging
 from cds_service.settings import Settings, load_settings
+from cds_service.worker import hook_worker_class
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -70,11 +71,17 @@ def _mark_worker_dead(_arbiter: Any, worker: Any) -> None:
 
 
 def gunicorn_options(settings: Settings) -> dict[str, Any]:
-    """Gunicorn options for `settings`: bind, workers, logs without query strings or tokens."""
+    """Gunicorn options for `settings`: bind, threaded workers with request read deadlines, logs
+    without query strings or tokens, no control socket."""
     return {
         "child_exit": _mark_worker_dead,
         "bind": f"{settings.host}:{settings.port}",
         "workers": settings.workers,
+        "worker_class": hook_worker_class(
+            settings.header_timeout_seconds, settings.body_timeout_seconds
+        ),
+        "threads": settings.threads,
+        "control_socket_disable": True,
         "accesslog": "-",
         "errorlog": "-",
         "access_log_format": ACCESS_LOG_FORMAT,

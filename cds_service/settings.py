@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(2, ge=1)
+    threads: int = Field(32, ge=1, le=1024)  # hooks in flight per worker process
+    header_timeout_seconds: float = Field(10.0, gt=0)  # for a request's line and headers
+    body_timeout_seconds: float = Field(30.0, gt=0)  # for its body, once the headers are in
     max_body_bytes: int = Field(1_048_576, gt=0)
     state_dir: Path = Path("var")  # the default SQLite database and pseudonym key live here
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

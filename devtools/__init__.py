@@ -6,8 +6,22 @@ end-to-end tests use what this module exports and nothing deeper.
 
 from __future__ import annotations
 
+from devtools.bench import (
+    LoadResult,
+    Served,
+    SourceTree,
+    closed_loop,
+    cpu_seconds,
+    export_revision,
+    rss_kib,
+    served,
+    served_cpu_seconds,
+    settings_toml,
+    working_tree,
+)
 from devtools.demo import ASSESSMENT_EXTENSION, DEMO_PATIENTS, DemoPatient, render_card
 from devtools.ehr import DemoEhr, build_prefetch, call_hook, discover, hook_request
+from devtools.latency_fhir import LatencyFhir
 from devtools.sandbox_fhir import (
     LOOPBACK,
     SEKMET_BIN_ENV,
@@ -27,19 +41,31 @@ __all__ = [
     "SEKMET_BIN_ENV",
     "DemoEhr",
     "DemoPatient",
+    "LatencyFhir",
+    "LoadResult",
+    "Served",
+    "SourceTree",
     "SandboxFhir",
     "SandboxUnavailable",
     "build_prefetch",
     "call_hook",
+    "closed_loop",
+    "cpu_seconds",
     "discover",
+    "export_revision",
     "free_port",
     "hook_request",
     "load_resources",
     "render_card",
+    "rss_kib",
     "running_service",
     "sekmet_binary",
+    "served",
+    "served_cpu_seconds",
+    "settings_toml",
     "stop_process",
     "transaction_bundle",
     "wait_for_health",
+    "working_tree",
     "write_service_config",
 ]

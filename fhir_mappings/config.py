@@ -21,7 +21,10 @@ class FhirSettings(_Strict):
     deadline_seconds: float = Field(4.0, gt=0)  # all queries of one hook together
     max_pages: int = Field(5, ge=1)  # pages followed per query, the first included
     page_size: int = Field(50, ge=1, le=1000)  # `_count` on our own queries
-    max_workers: int = Field(8, ge=1)  # parallel queries per hook
+    max_workers: int = Field(16, ge=1)  # parallel queries per hook
+    # how far back the first round of our own panel query reaches; a care context anchored
+    # earlier (minus its look-back) adds one date-bounded search for the rest
+    history_days: float = Field(14.0, gt=0)
 
 
 class LocalCode(_Strict):

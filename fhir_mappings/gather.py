@@ -10,13 +10,16 @@ prefetch value or context id.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -139,22 +142,42 @@ def gather_patient_data(
     *,
     limits: LimitSettings | None = None,
     client_factory: Callable[..., FhirClient] = FhirClient,
+    hooks_in_flight: int = 1,
+    waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
+    query_params: Mapping[str, str] | None = None,
 ) -> PatientData:
-    """The patient and panel Observations from prefetch, querying what prefetch lacks."""
+    """The patient and panel Observations from prefetch, querying what prefetch lacks.
+
+    `hooks_in_flight` is how many hooks this process may be answering at once: the query threads
+    are sized so that each can run `fhir.max_workers` queries without waiting for another's.
+    The calling thread waits for the queries inside `waiting()` (the web layer gives its turn
+    away there). `query_params` adds search parameters (`date=ge…`) to a key's query when this
+    service makes it; prefetched data and the pages after a prefetched page are used as sent.
+    """
     states = {key: classify(prefetch, key) for key in templates}
     values = {key: (prefetch or {}).get(key) for key in templates}
     prefetched = {
         key: _prefetched_resources(key, values[key], templates[key], state, context)
         for key, state in states.items()
     }
+    extra = query_params or {}
     jobs = {
-        key: _job(templates[key], state, values[key], context)
+        key: _job(templates[key], state, values[key], context, extra.get(key))
         for key, state in states.items()
         if state.needs_query or state is PrefetchState.PAGED
     }
     deadline = time.monotonic() + fhir.deadline_seconds if jobs else None
     fetched = (
-        _run_jobs(jobs, access, fhir, limits or LimitSettings(), deadline, client_factory)
+        _run_jobs(
+            jobs,
+            access,
+            fhir,
+            limits or LimitSettings(),
+            deadline,
+            client_factory,
+            hooks_in_flight,
+            waiting,
+        )
         if deadline is not None
         else {}
     )
@@ -167,6 +190,52 @@ def gather_patient_data(
         data,
         fhir_calls=sum(result.calls for result in fetched.values()),
         fhir_seconds=sum(result.seconds for result in fetched.values()),
+    )
+
+
+def add_search(
+    data: PatientData,
+    key: str,
+    template: str,
+    query_params: str,
+    context: Mapping[str, Any],
+    access: FhirAccess | None,
+    fhir: FhirSettings,
+    *,
+    limits: LimitSettings | None = None,
+    client_factory: Callable[..., FhirClient] = FhirClient,
+    hooks_in_flight: int = 1,
+    waiting: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> PatientData:
+    """`data` with the Observations of one more search for `key` (its template with
+    `query_params`), made within the deadline of the data's first queries."""
+    if template_resource_type(template) != "Observation" or not is_search(template):
+        raise ValueError(f"{key!r}: only an Observation search can be added")
+    deadline = data.deadline or time.monotonic() + fhir.deadline_seconds
+    jobs = {key: _job(template, PrefetchState.ABSENT, None, context, query_params)}
+    fetched = _run_jobs(
+        jobs,
+        access,
+        fhir,
+        limits or LimitSettings(),
+        deadline,
+        client_factory,
+        hooks_in_flight,
+        waiting,
+    )[key]
+    merged = _patient_data(
+        {key: template}, {key: [*data.observations, *fetched.resources]}, {}, None
+    )
+    earlier = data.sources.get(key, "query").removesuffix(INCOMPLETE)
+    incomplete = data.sources.get(key, "").endswith(INCOMPLETE) or not fetched.complete
+    sources = {**data.sources, key: f"{earlier}+query:older" + (INCOMPLETE if incomplete else "")}
+    return replace(
+        data,
+        observations=merged.observations,
+        sources=sources,
+        deadline=deadline,
+        fhir_calls=data.fhir_calls + fetched.calls,
+        fhir_seconds=data.fhir_seconds + fetched.seconds,
     )
 
 
@@ -204,19 +273,31 @@ def _check_read_identity(
             raise MalformedPrefetch(key, f"does not hold the {resource_type} in context")
 
 
-def _job(template: str, state: PrefetchState, value: Any, context: Mapping[str, Any]) -> Job:
-    """The FHIR call one key needs: the pages after a prefetched page, or the filled template."""
+def _job(
+    template: str,
+    state: PrefetchState,
+    value: Any,
+    context: Mapping[str, Any],
+    extra: str | None = None,
+) -> Job:
+    """The FHIR call one key needs: the pages after a prefetched page, or the filled template
+    (a search with the `extra` parameters, if any)."""
     if state is PrefetchState.PAGED:
         page = dict(value)
         return lambda client: client.follow(page)
     query = fill_template(template, context)
     if is_search(template):
+        query = f"{query}&{extra}" if extra else query
         return lambda client: client.search(query)
     return lambda client: [resource for resource in [client.read(query)] if resource is not None]
 
 
 class _QueryThreads:
-    """This process's FHIR query threads, kept between hooks so their connections stay open."""
+    """This process's FHIR query threads, kept between hooks so their connections stay open.
+
+    The pool has room for every hook in flight to run its widest lane at once; threads start
+    only when needed, so a process answering one hook at a time keeps only a few.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -232,12 +313,15 @@ class _QueryThreads:
             return executor
 
     def discard(self, executor: ThreadPoolExecutor) -> None:
-        """Retire a pool whose threads are still busy past a deadline; the next hook gets anew."""
+        """Retire a pool whose threads are still busy past a deadline; the next hook gets anew.
+
+        Lanes other hooks have queued on it still run: its idle threads take them.
+        """
         with self._lock:
             for size, held in list(self._executors.items()):
                 if held is executor:
                     del self._executors[size]
-        executor.shutdown(wait=False, cancel_futures=True)
+        executor.shutdown(wait=False)
 
     def reset_after_fork(self) -> None:
         """A forked child inherits no threads: forget the parent's pools (and its lock)."""
@@ -249,6 +333,36 @@ _QUERY_THREADS = _QueryThreads()
 os.register_at_fork(after_in_child=_QUERY_THREADS.reset_after_fork)
 
 
+def _submit_in_lanes(
+    executor: ThreadPoolExecutor, work: Mapping[str, Callable[[], Fetched]], width: int
+) -> dict[Future[Fetched], str]:
+    """Run `work` on at most `width` pool threads at once; one future per key.
+
+    Each of the `width` lanes takes the next waiting item until none is left, so one hook never
+    holds more than `width` threads however many keys it queries. A future cancelled before its
+    lane reaches it never runs.
+    """
+    futures: dict[Future[Fetched], str] = {Future(): key for key in work}
+    waiting = deque(futures.items())
+
+    def lane() -> None:
+        while True:
+            try:
+                future, key = waiting.popleft()
+            except IndexError:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(work[key]())
+            except BaseException as error:  # handed to the waiting hook, as an executor would
+                future.set_exception(error)
+
+    for _ in range(min(width, len(work))):
+        executor.submit(lane)
+    return futures
+
+
 def _run_jobs(
     jobs: Mapping[str, Job],
     access: FhirAccess | None,
@@ -256,6 +370,8 @@ def _run_jobs(
     limits: LimitSettings,
     deadline: float,
     client_factory: Callable[..., FhirClient],
+    hooks_in_flight: int,
+    waiting: Callable[[], AbstractContextManager[object]],
 ) -> dict[str, Fetched]:
     """Run every key's FHIR call in parallel under one deadline; DataUnavailable on any failure."""
     if access is None:
@@ -284,11 +400,13 @@ def _run_jobs(
                 seconds=client.call_seconds,
             )
 
-    executor = _QUERY_THREADS.executor(fhir.max_workers)
-    futures = {executor.submit(run, job): key for key, job in jobs.items()}
-    left = max(0.0, deadline - time.monotonic())
-    done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
-    _stop(guard, executor, pending)
+    executor = _QUERY_THREADS.executor(fhir.max_workers * hooks_in_flight)
+    work = {key: functools.partial(run, job) for key, job in jobs.items()}
+    futures = _submit_in_lanes(executor, work, fhir.max_workers)
+    with waiting():
+        left = max(0.0, deadline - time.monotonic())
+        done, pending = wait(futures, timeout=left, return_when=FIRST_EXCEPTION)
+        _stop(guard, executor, pending)
     _raise_for_failures(futures, done, pending)
     return {futures[future]: future.result() for future in done}
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pint import Quantity
+import ucumvert.ucum_pint
+from pint import Quantity, UnitRegistry
 from pint.errors import PintError
-from ucumvert import PintUcumRegistry
+from ucumvert import UcumToPintTransformer, get_ucum_parser, parse_ucum
+
+_UCUM_DEFINITIONS = Path(ucumvert.ucum_pint.__file__).resolve().parent / "pint_ucum_defs.txt"
 
 # Pure numbers that may scale a unit (`10*3/uL`, `%`); any other dimensionless pint unit is a
 # UCUM arbitrary unit ([IU], [arb'U], [CFU] ...) and converts only to the same arbitrary unit.
@@ -87,17 +92,38 @@ class UnitConversionError(ValueError):
     """A value cannot be converted between two units."""
 
 
+@dataclass(frozen=True)
+class _Ucum:
+    """One pint registry with ucumvert's UCUM definitions, and the UCUM parser bound to it."""
+
+    registry: UnitRegistry
+    parser: Any
+    transform: Callable[[Any], Any]
+
+    def from_ucum(self, unit: str) -> Any:
+        """The pint quantity for one UCUM unit string (ucumvert's parser and transformer)."""
+        return self.transform(parse_ucum(unit, self.parser))
+
+
 @functools.lru_cache(maxsize=1)
-def _registry() -> PintUcumRegistry:
-    """The one UCUM-aware pint registry, built on first use."""
-    return PintUcumRegistry()
+def _ucum() -> _Ucum:
+    """Built on first use: one registry, as ucumvert's transformer fills one with its UCUM
+    definitions (its `PintUcumRegistry` builds a second one beside it, a second more at start)."""
+    registry = UnitRegistry()
+    registry.load_definitions(_UCUM_DEFINITIONS)
+    return _Ucum(registry, get_ucum_parser(), UcumToPintTransformer(ureg=registry).transform)
+
+
+def _registry() -> UnitRegistry:
+    """The UCUM-aware pint registry every parsed unit belongs to."""
+    return _ucum().registry
 
 
 @functools.lru_cache(maxsize=512)
 def _parse(unit: str) -> Any | None:
     """The pint quantity for one UCUM unit string, or None when it is not valid UCUM."""
     try:
-        parsed = _registry().from_ucum(unit)
+        parsed = _ucum().from_ucum(unit)
     except Exception:  # ucumvert raises lark and pint errors of several kinds for invalid input
         return None
     if isinstance(parsed, Quantity):

@@ -10,7 +10,6 @@ model file and the scikit-learn version; a mismatch of either refuses the load.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,37 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from model.model_file import (
+    REQUIRED_METADATA,
+    SERVING_DIGEST_KEY,
+    SERVING_FORM_KEY,
+    LinearForm,
+    ModelFileError,
+    ServingForm,
+    metadata_path,
+    probe_rows,
+    read_metadata,
+    serving_digest,
+    sha256_of,
+)
+
+__all__ = [
+    "REQUIRED_METADATA",
+    "EndotypeModel",
+    "LinearForm",
+    "ModelFileError",
+    "build_classifier",
+    "class_coefficients",
+    "linear_form",
+    "load_model",
+    "metadata_path",
+    "save_model",
+    "serving_form",
+    "sha256_of",
+    "standardised_inputs",
+    "transformed_names",
+]
+
 # every type a model file may contain beyond skops' defaults; anything else refuses the load
 TRUSTED_TYPES: tuple[str, ...] = (
     "numpy.dtype",
@@ -35,20 +65,6 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.model_selection._split.StratifiedKFold",
 )
 CALIBRATION_FOLDS = 5
-REQUIRED_METADATA: tuple[str, ...] = (
-    "model_id",
-    "version",
-    "feature_analytes",
-    "high_risk_class",
-    "threshold",
-    "threshold_criterion",
-    "sklearn_version",
-    "content_hash",
-)
-
-
-class ModelFileError(ValueError):
-    """A model file that must not be used: missing, altered, or from another scikit-learn."""
 
 
 @dataclass(frozen=True)
@@ -117,53 +133,36 @@ def standardised_inputs(estimator: CalibratedClassifierCV, rows: np.ndarray) -> 
     return base_pipeline(estimator)[:-1].transform(rows)
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def metadata_path(model_path: Path) -> Path:
-    """Where a model file's metadata lives: same name, `.json` suffix."""
-    return model_path.with_suffix(".json")
-
-
 def save_model(model: EndotypeModel, path: Path) -> EndotypeModel:
-    """Write the skops file and its metadata (with content hash); return the model as saved."""
+    """Write the skops file and its metadata (with content hash and, for the linear pipeline, its
+    serving form); return the model as saved."""
     path.parent.mkdir(parents=True, exist_ok=True)
     sio.dump(model.estimator, path)
     metadata = dict(model.metadata)
     metadata["sklearn_version"] = sklearn.__version__
     metadata["content_hash"] = sha256_of(path)
     metadata["model_file"] = path.name
+    served = serving_form(model.estimator, tuple(metadata["feature_analytes"]))
+    metadata.pop(SERVING_FORM_KEY, None)
+    metadata.pop(SERVING_DIGEST_KEY, None)
+    if served is not None:
+        stored = served.to_json()
+        metadata[SERVING_FORM_KEY] = stored
+        metadata[SERVING_DIGEST_KEY] = serving_digest(
+            stored, metadata["content_hash"], metadata["feature_analytes"]
+        )
     metadata_path(path).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     return EndotypeModel(estimator=model.estimator, metadata=metadata)
 
 
 def load_model(path: Path) -> EndotypeModel:
     """Load a model file with its metadata; refuse altered files and other scikit-learn versions."""
-    meta_file = metadata_path(path)
-    if not path.is_file() or not meta_file.is_file():
-        raise ModelFileError(f"model file or its metadata not found: {path}, {meta_file}")
-    try:
-        metadata = json.loads(meta_file.read_text(encoding="utf-8"))
-    except ValueError:  # not UTF-8, or not JSON
-        raise ModelFileError(f"{meta_file}: not a JSON metadata file") from None
-    if not isinstance(metadata, dict):
-        raise ModelFileError(f"{meta_file}: not a JSON object")
-    _check_version(metadata)
-    _check_hash(path, metadata)
-    _check_metadata_keys(metadata)
+    metadata = read_metadata(path, sklearn.__version__)
     estimator = sio.load(path, trusted=list(TRUSTED_TYPES))
     if not isinstance(estimator, CalibratedClassifierCV):
         raise ModelFileError(f"{path} does not hold a calibrated endotype classifier")
     _check_consistent(estimator, metadata)
     return EndotypeModel(estimator=estimator, metadata=metadata)
-
-
-def _check_metadata_keys(metadata: Mapping[str, Any]) -> None:
-    absent = [key for key in REQUIRED_METADATA if key not in metadata]
-    if absent:
-        raise ModelFileError(f"model metadata lacks {absent}")
 
 
 def _check_consistent(estimator: CalibratedClassifierCV, metadata: Mapping[str, Any]) -> None:
@@ -172,52 +171,6 @@ def _check_consistent(estimator: CalibratedClassifierCV, metadata: Mapping[str, 
         raise ModelFileError(f"high-risk class {metadata['high_risk_class']!r} not in {classes}")
     if estimator.n_features_in_ != len(metadata["feature_analytes"]):
         raise ModelFileError("feature list in the metadata does not match the model's inputs")
-    if not 0.0 < float(metadata["threshold"]) <= 1.0:
-        raise ModelFileError("threshold must be a probability in (0, 1]")
-
-
-def _check_version(metadata: Mapping[str, Any]) -> None:
-    recorded = metadata.get("sklearn_version")
-    if recorded != sklearn.__version__:
-        raise ModelFileError(
-            f"model was saved with scikit-learn {recorded}, this is {sklearn.__version__}; "
-            "retrain or rebuild the model with this version"
-        )
-
-
-def _check_hash(path: Path, metadata: Mapping[str, Any]) -> None:
-    expected = metadata.get("content_hash")
-    actual = sha256_of(path)
-    if expected != actual:
-        raise ModelFileError(f"model file {path.name} does not match the hash in its metadata")
-
-
-@dataclass(frozen=True)
-class LinearForm:
-    """A fitted multiclass pipeline as plain arrays: predict_proba without per-call overhead."""
-
-    medians: np.ndarray  # imputation value per analyte, on the log1p scale
-    indicator_columns: np.ndarray  # analytes that get a missingness indicator
-    means: np.ndarray  # scaler means over analytes then indicators
-    scales: np.ndarray
-    coef: np.ndarray  # (n_classes, n_inputs), rows in `estimator.classes_` order
-    intercept: np.ndarray
-    beta: float  # temperature-scaling factor on the logits
-
-    def standardised(self, rows: np.ndarray) -> np.ndarray:
-        """Rows after log, imputation with indicators, and scaling."""
-        logged = np.log1p(rows)
-        missing = np.isnan(logged)
-        filled = np.where(missing, self.medians, logged)
-        indicators = missing[:, self.indicator_columns].astype(float)
-        return (np.hstack([filled, indicators]) - self.means) / self.scales
-
-    def probabilities(self, rows: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities, columns in `estimator.classes_` order."""
-        logits = self.beta * (self.standardised(rows) @ self.coef.T + self.intercept)
-        logits -= logits.max(axis=1, keepdims=True)
-        weights = np.exp(logits)
-        return weights / weights.sum(axis=1, keepdims=True)
 
 
 def linear_form(estimator: CalibratedClassifierCV, n_features: int) -> LinearForm | None:
@@ -236,14 +189,24 @@ def linear_form(estimator: CalibratedClassifierCV, n_features: int) -> LinearFor
         intercept=np.asarray(logreg.intercept_, dtype=float),
         beta=float(estimator.calibrated_classifiers_[0].calibrators[0].beta_),
     )
-    probes = _probe_rows(n_features)
-    matches = np.allclose(form.probabilities(probes), estimator.predict_proba(probes), atol=1e-12)
+    probes = probe_rows(n_features)
+    expected = estimator.predict_proba(probes)
+    matches = np.allclose(form.probabilities(probes), expected, rtol=0.0, atol=1e-12)
     return form if matches else None
 
 
-def _probe_rows(n_features: int) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    rows = np.exp(rng.normal(2.0, 2.0, size=(64, n_features)))
-    rows[rng.random(rows.shape) < 0.3] = np.nan
-    rows[0] = np.nan
-    return rows
+def serving_form(estimator: CalibratedClassifierCV, analytes: Sequence[str]) -> ServingForm | None:
+    """What the scorer needs of `estimator` as plain values, when its linear form is exact.
+
+    The coefficient rows are checked against `class_coefficients`, so the stored form explains
+    the model's output as the estimator itself would.
+    """
+    form = linear_form(estimator, len(analytes))
+    if form is None:
+        return None
+    classes = tuple(str(name) for name in estimator.classes_)
+    served = ServingForm(classes, tuple(transformed_names(estimator, analytes)), form)
+    for name in classes:
+        if not np.array_equal(served.coefficients(name), class_coefficients(estimator, name)):
+            return None
+    return served

@@ -14,25 +14,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fhir_mappings.panel import load_panel
 from model.assessment import Assessment, Endotype, Evidence, Phase, ScorerInfo, Timeline
 from model.features import feature_row, missing_analytes
+from model.model_file import ServedModel, ServingForm, load_served_model
 from model.persistence import current_sample
-from model.pipeline import (
-    EndotypeModel,
-    class_coefficients,
-    linear_form,
-    load_model,
-    standardised_inputs,
-    transformed_names,
-)
 from model.rule_settings import RuleSettings
 from model.rules import packaged_rule_set
 from model.rules_scorer import RulesV2Scorer, load_rules_v2_scorer
 from model.states import SampleLevel, SampleState
+
+if TYPE_CHECKING:
+    from model.pipeline import EndotypeModel
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.skops")
 TOP_CONTRIBUTIONS = 5
@@ -65,19 +62,33 @@ class ModelScorer:
     """Scores the early window with a calibrated endotype model; implements `Scorer`."""
 
     def __init__(
-        self, model: EndotypeModel, rules: RulesV2Scorer, labels: Mapping[str, str] | None = None
+        self,
+        model: EndotypeModel | ServedModel,
+        rules: RulesV2Scorer,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
+        """Score with `model`: its serving form when it has one (no scikit-learn), else the
+        fitted estimator (through its linear form when that reproduces predict_proba)."""
         self.model = model
         self._rules = rules
         self._labels = dict(labels or {})
         default_required = packaged_rule_set().required
         self._required = tuple(model.metadata.get("required_analytes", default_required))
-        self._names = transformed_names(model.estimator, model.analytes)
-        self._coefficients = class_coefficients(model.estimator, model.high_risk_class)
-        self._classes = [str(name) for name in model.estimator.classes_]
         self._info = _scorer_info(model)
-        # plain-array form of the same model, used only when it reproduces predict_proba
-        self._form = linear_form(model.estimator, len(model.analytes))
+        served = model.serving if isinstance(model, ServedModel) else _serving_of(model)
+        self._estimator: Any = None if served is not None else model.estimator
+        if served is None:
+            from model.pipeline import class_coefficients, transformed_names
+
+            self._names = transformed_names(self._estimator, model.analytes)
+            self._coefficients = class_coefficients(self._estimator, model.high_risk_class)
+            self._classes = [str(name) for name in self._estimator.classes_]
+            self._form = None
+        else:
+            self._names = list(served.inputs)
+            self._coefficients = served.coefficients(model.high_risk_class)
+            self._classes = list(served.classes)
+            self._form = served.form
 
     @property
     def info(self) -> ScorerInfo:
@@ -128,13 +139,15 @@ class ModelScorer:
         rows = row[np.newaxis, :]
         if self._form is not None:
             return self._form.probabilities(rows)[0]
-        return self.model.estimator.predict_proba(rows)[0]
+        return self._estimator.predict_proba(rows)[0]
 
     def _standardised(self, row: np.ndarray) -> np.ndarray:
         rows = row[np.newaxis, :]
         if self._form is not None:
             return self._form.standardised(rows)[0]
-        return standardised_inputs(self.model.estimator, rows)[0]
+        from model.pipeline import standardised_inputs
+
+        return standardised_inputs(self._estimator, rows)[0]
 
     def contributions(
         self, row: np.ndarray, missing: tuple[str, ...]
@@ -224,7 +237,14 @@ def _endotype(by_class: dict[str, float], high_risk: str, flagged: bool) -> Endo
     return Endotype(max(sorted(others), key=lambda name: others[name]))
 
 
-def _scorer_info(model: EndotypeModel) -> ScorerInfo:
+def _serving_of(model: EndotypeModel) -> ServingForm | None:
+    """The serving form of a fitted model, when its linear form reproduces it."""
+    from model.pipeline import serving_form
+
+    return serving_form(model.estimator, model.analytes)
+
+
+def _scorer_info(model: EndotypeModel | ServedModel) -> ScorerInfo:
     meta = model.metadata
     synthetic = bool(meta.get("synthetic_training_data", False))
     description = str(meta.get("description", "Endotype model"))
@@ -243,8 +263,18 @@ def _scorer_info(model: EndotypeModel) -> ScorerInfo:
 def load_model_scorer(
     path: Path | None = None, rule_settings: RuleSettings | None = None
 ) -> ModelScorer:
-    """Load a site's model file (or the packaged default) with rules v2 beside it."""
+    """Load a site's model file (or the packaged default) with rules v2 beside it.
+
+    A model saved with its serving form is scored from it, without importing scikit-learn; an
+    older model file is loaded with scikit-learn.
+    """
     panel = load_panel()
     labels = {key: analyte.display for key, analyte in panel.analytes.items()}
     rules = load_rules_v2_scorer(rule_settings)
-    return ModelScorer(load_model(path or DEFAULT_MODEL_PATH), rules, labels)
+    model_path = path or DEFAULT_MODEL_PATH
+    served = load_served_model(model_path)  # no scikit-learn when the metadata holds the form
+    if served is None:
+        from model.pipeline import load_model
+
+        return ModelScorer(load_model(model_path), rules, labels)
+    return ModelScorer(served, rules, labels)

@@ -13,7 +13,7 @@ import logging
 import os
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from cds_service.turns import released
 
 logger = logging.getLogger(__name__)
 
@@ -114,13 +116,20 @@ class Database:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """A connection in a transaction that commits on success and rolls back on error."""
-        with self.engine.begin() as connection:
+        """A connection in a transaction that commits on success and rolls back on error.
+
+        A PostgreSQL transaction waits on the network, so it runs outside this process's turn
+        (`cds_service.turns`); a SQLite one is local and short, and keeps it.
+        """
+        with self._outside_turn(), self.engine.begin() as connection:
             yield connection
+
+    def _outside_turn(self) -> AbstractContextManager[None]:
+        return nullcontext() if self.is_sqlite else released()
 
     def ping(self) -> None:
         """Raise DatabaseError unless the database answers a trivial query."""
-        with self.engine.connect() as connection:
+        with self._outside_turn(), self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
     def close(self) -> None:

@@ -191,6 +191,8 @@ class FakeFhirServer:
     conditions: list[dict[str, Any]] = field(default_factory=list)
     others: list[dict[str, Any]] = field(default_factory=list)  # Procedures, infusions, Devices
     authorizations: list[str | None] = field(default_factory=list)
+    # each Observation search's codes and `date` bounds
+    observation_searches: list[tuple[frozenset[str], list[str]]] = field(default_factory=list)
 
     def __call__(self, request: Request) -> Response:
         """Handle one request, recording its Authorization header."""
@@ -216,11 +218,28 @@ class FakeFhirServer:
     def _search(self, query: Mapping[str, list[str]]) -> dict[str, Any]:
         wanted = set(query["code"][0].split(","))
         subject = f"Patient/{query['patient'][0]}"
+        bounds = query.get("date", [])
+        self.observation_searches.append((frozenset(wanted), bounds))
         return searchset(
             o
             for o in self.observations
-            if _codes(o) & wanted and o["subject"]["reference"] == subject
+            if _codes(o) & wanted
+            and o["subject"]["reference"] == subject
+            and all(_within(o, bound) for bound in bounds)
         )
+
+
+def _within(observation: Mapping[str, Any], bound: str) -> bool:
+    """Whether an Observation's effective time meets one `date` search bound (ge, gt, le, lt)."""
+    moment = datetime.fromisoformat(observation["effectiveDateTime"].replace("Z", "+00:00"))
+    limit = datetime.fromisoformat(bound[2:].replace("Z", "+00:00"))
+    checks = {
+        "ge": moment >= limit,
+        "gt": moment > limit,
+        "le": moment <= limit,
+        "lt": moment < limit,
+    }
+    return checks[bound[:2]]
 
 
 def _json(body: Any, status: int) -> Response:

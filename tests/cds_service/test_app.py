@@ -104,10 +104,10 @@ def test_wsgi_module_builds_the_app_from_the_environment(
 
 START_UP_THEN_CONVERT = """
 import sys
-from ucumvert import PintUcumRegistry
 from cds_service.app import create_app
 from cds_service.settings import Settings
 from fhir_mappings.panel import load_panel
+from fhir_mappings import units
 from fhir_mappings.units import UNIT_TEXT_ALIASES, convert, is_valid_ucum
 
 create_app(Settings(state_dir=sys.argv[1]))
@@ -115,7 +115,7 @@ create_app(Settings(state_dir=sys.argv[1]))
 def refuse(self, unit):
     raise RuntimeError(f"parsed at request time: {unit}")
 
-PintUcumRegistry.from_ucum = refuse
+units._Ucum.from_ucum = refuse
 for analyte in load_panel().analytes.values():
     for coding in analyte.codes:
         if coding.unit and not coding.arbitrary_units:

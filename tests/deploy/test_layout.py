@@ -81,6 +81,17 @@ def test_the_proxy_terminates_tls_and_balances_both_replicas(compose: dict[str, 
     assert "$request_uri" not in config and "$http_authorization" not in config
 
 
+def test_the_proxy_stops_slow_clients_and_the_replicas_run_under_an_init(
+    compose: dict[str, Any],
+):
+    config = (ROOT / "deploy" / "compose" / "nginx.conf").read_text()
+
+    for directive in ("client_header_timeout", "client_body_timeout", "limit_conn per_address"):
+        assert directive in config
+    assert "proxy_request_buffering on" in config
+    assert all(compose["services"][name].get("init") is True for name in _replicas(compose))
+
+
 def test_the_compose_settings_example_is_valid(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PICU_ENDOTYPE_DATABASE_URL", "postgresql://picu:pw@db:5432/picu")
     monkeypatch.setenv("PICU_ENDOTYPE_AUDIT__PSEUDONYM_KEY", "k" * 64)

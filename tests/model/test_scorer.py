@@ -8,7 +8,7 @@ import pytest
 
 from fhir_mappings.panel import load_panel
 from model.assessment import Endotype, Pathway, Scorer
-from model.pipeline import EndotypeModel, sha256_of
+from model.pipeline import EndotypeModel, load_model, sha256_of
 from model.rules_scorer import load_rules_v2_scorer
 from model.scorer import DEFAULT_MODEL_PATH, SYNTHETIC_NOTICE, ModelScorer, load_model_scorer
 
@@ -125,7 +125,8 @@ def test_used_holds_only_observed_model_markers(scorer, make_timeline):
 
 def test_site_model_on_real_data_carries_no_synthetic_notice(scorer, make_timeline):
     metadata = {**scorer.model.metadata, "synthetic_training_data": False}
-    site = ModelScorer(EndotypeModel(scorer.model.estimator, metadata), load_rules_v2_scorer())
+    estimator = load_model(DEFAULT_MODEL_PATH).estimator
+    site = ModelScorer(EndotypeModel(estimator, metadata), load_rules_v2_scorer())
     assessment = site.assess(make_timeline(HIGH))
     assert site.info.synthetic_training_data is False
     assert SYNTHETIC_NOTICE not in assessment.reasons
@@ -146,8 +147,9 @@ def test_scorer_probability_equals_the_estimators(scorer, make_timeline):
 
     timeline = make_timeline({k: v for k, v in HIGH.items() if k != "sil2r"})
     row = feature_row(timeline, scorer.model.analytes)[np.newaxis, :]
-    expected = scorer.model.estimator.predict_proba(row)[0]
-    classes = [str(c) for c in scorer.model.estimator.classes_]
+    estimator = load_model(DEFAULT_MODEL_PATH).estimator
+    expected = estimator.predict_proba(row)[0]
+    classes = [str(c) for c in estimator.classes_]
     assessment = scorer.assess(timeline)
     for name, probability in zip(classes, expected, strict=True):
         assert assessment.class_probabilities[name] == pytest.approx(probability, abs=1e-12)

@@ -112,3 +112,24 @@ def test_ping_fails_when_the_database_is_gone(postgres_server: Any):
 
     with pytest.raises(Exception, match="no_such_database"):
         database.ping()
+
+
+def test_a_postgresql_transaction_gives_the_turn_away_and_sqlite_keeps_it(database: Database):
+    import threading
+    import time
+
+    from cds_service.turns import TURNS
+
+    expected = database.dialect == "postgresql"
+    others_ran: list[bool] = []
+    with TURNS.turn():
+        other = threading.Thread(target=lambda: (TURNS.take(), TURNS.give()))
+        other.start()
+        while not TURNS._queue:  # the other thread now waits for the turn
+            time.sleep(0.001)
+        with database.begin():
+            other.join(timeout=10 if expected else 0.2)
+            others_ran.append(not other.is_alive())
+    other.join(timeout=10)
+
+    assert others_ran == [expected]
