@@ -198,14 +198,10 @@ class ServingForm:
             raise ModelFileError("the model's serving form names other inputs than its metadata")
 
 
-class ServedModel:
-    """A model as the service scores it: its metadata and serving form (`model.pipeline.load_model`
-    gives the fitted estimator of the same file)."""
+class DescribedByMetadata:
+    """What a model's metadata says about its inputs, class and threshold."""
 
-    def __init__(self, path: Path, metadata: Mapping[str, Any], serving: ServingForm) -> None:
-        self.path = path
-        self.metadata = metadata
-        self.serving = serving
+    metadata: Mapping[str, Any]
 
     @property
     def analytes(self) -> tuple[str, ...]:
@@ -221,6 +217,16 @@ class ServedModel:
     def threshold(self) -> float:
         """Probability of the high-risk class at or above which the pathway is biomarker-guided."""
         return float(self.metadata["threshold"])
+
+
+class ServedModel(DescribedByMetadata):
+    """A model as the service scores it: its metadata and serving form (`model.pipeline.load_model`
+    gives the fitted estimator of the same file)."""
+
+    def __init__(self, path: Path, metadata: Mapping[str, Any], serving: ServingForm) -> None:
+        self.path = path
+        self.metadata = metadata
+        self.serving = serving
 
 
 def load_served_model(path: Path) -> ServedModel | None:

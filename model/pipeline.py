@@ -30,6 +30,7 @@ from model.model_file import (
     REQUIRED_METADATA,
     SERVING_DIGEST_KEY,
     SERVING_FORM_KEY,
+    DescribedByMetadata,
     LinearForm,
     ModelFileError,
     ServingForm,
@@ -68,26 +69,11 @@ CALIBRATION_FOLDS = 5
 
 
 @dataclass(frozen=True)
-class EndotypeModel:
+class EndotypeModel(DescribedByMetadata):
     """A fitted calibrated classifier and the metadata that describes it."""
 
     estimator: CalibratedClassifierCV
     metadata: Mapping[str, Any]
-
-    @property
-    def analytes(self) -> tuple[str, ...]:
-        """Input columns, in order."""
-        return tuple(self.metadata["feature_analytes"])
-
-    @property
-    def high_risk_class(self) -> str:
-        """The class that maps to the biomarker-guided pathway."""
-        return str(self.metadata["high_risk_class"])
-
-    @property
-    def threshold(self) -> float:
-        """Probability of the high-risk class at or above which the pathway is biomarker-guided."""
-        return float(self.metadata["threshold"])
 
 
 def build_classifier(*, C: float = 1.0, random_state: int = 0) -> CalibratedClassifierCV:
