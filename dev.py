@@ -83,9 +83,10 @@ def ensure_uv(env: dict[str, str]) -> str:
 
 
 def ensure_project_env(uv: str, env: dict[str, str]) -> None:
-    """Install the locked dependencies into .venv (a no-op when already in sync)."""
-    step("project: uv sync --locked")
-    run_checked([uv, "sync", "--locked", "--quiet"], env)
+    """Install the locked dependencies into .venv, compiled to bytecode once (every `serve` the
+    demo and the tests start then skips compiling scikit-learn and SciPy again)."""
+    step("project: uv sync --locked --compile-bytecode")
+    run_checked([uv, "sync", "--locked", "--compile-bytecode", "--quiet"], env)
 
 
 def ensure_sekmet(env: dict[str, str]) -> Path:

@@ -42,8 +42,8 @@ from devtools import (
     Served,
     SourceTree,
     build_prefetch,
+    compared_trees,
     discover,
-    export_revision,
     free_port,
     hook_request,
     served,
@@ -172,10 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         resources = scenario_patient("hyperinflammatory", PATIENT_ID, now=datetime.now(UTC))
         stub = stack.enter_context(LatencyFhir.spawn(resources, 0.0))
-        trees = [working_tree()]
-        if args.baseline:
-            label = f"baseline {args.baseline}"
-            trees.insert(0, export_revision(args.baseline, workdir / "baseline", label))
+        trees = compared_trees(args.baseline, workdir)
         if args.phoenix_off:
             trees.append(working_tree(PHOENIX_OFF))
         lua = workdir / "hooks.lua"

@@ -24,7 +24,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from devtools import LOOPBACK, export_revision, free_port, served, settings_toml, working_tree
+from devtools import (
+    LOOPBACK,
+    compared_trees,
+    free_port,
+    served,
+    settings_toml,
+)
 
 BEFORE = "8a4a616"  # main before the concurrent worker model
 
@@ -55,10 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="picu-startup-") as tmp:
         workdir = Path(tmp)
-        trees = [working_tree()]
-        if args.baseline:
-            label = f"baseline {args.baseline}"
-            trees.insert(0, export_revision(args.baseline, workdir / "baseline", label))
+        trees = compared_trees(args.baseline, workdir)
         variants = [(tree, scorer) for tree in trees for scorer in ("rules", "model")]
         seconds: dict[tuple[str, str], list[float]] = {}
         for run in range(args.starts):

@@ -40,13 +40,12 @@ from devtools import (
     DemoEhr,
     LatencyFhir,
     build_prefetch,
+    compared_trees,
     discover,
-    export_revision,
     free_port,
     hook_request,
     served,
     settings_toml,
-    working_tree,
 )
 
 PATIENT_ID = "bench-hyperinflammatory"
@@ -101,10 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         resources = scenario_patient("hyperinflammatory", PATIENT_ID, now=datetime.now(UTC))
         quick_fhir = stack.enter_context(LatencyFhir.spawn(resources, 0.0))
         stalled_fhir = stack.enter_context(LatencyFhir.spawn(resources, STALL_SECONDS))
-        trees = [working_tree()]
-        if args.baseline:
-            label = f"baseline {args.baseline}"
-            trees.insert(0, export_revision(args.baseline, workdir / "baseline", label))
+        trees = compared_trees(args.baseline, workdir)
         for index, tree in enumerate(trees):
             port = free_port()
             config = workdir / f"settings-{index}.toml"

@@ -30,14 +30,13 @@ from devtools import (
     LatencyFhir,
     build_prefetch,
     closed_loop,
+    compared_trees,
     discover,
-    export_revision,
     free_port,
     hook_request,
     rss_kib,
     served,
     settings_toml,
-    working_tree,
 )
 
 PATIENT_ID = "bench-hyperinflammatory"
@@ -70,10 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         resources = scenario_patient("hyperinflammatory", PATIENT_ID, now=datetime.now(UTC))
         stub = stack.enter_context(LatencyFhir.spawn(resources, 0.0))
-        trees = [working_tree()]
-        if args.baseline:
-            label = f"baseline {args.baseline}"
-            trees.insert(0, export_revision(args.baseline, workdir / "baseline", label))
+        trees = compared_trees(args.baseline, workdir)
         tokens = [ehr.token(base_url + path, lifetime=3600) for _ in range(args.hooks)]
         report = []
         for index, tree in enumerate(trees):

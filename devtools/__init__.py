@@ -11,6 +11,7 @@ from devtools.bench import (
     Served,
     SourceTree,
     closed_loop,
+    compared_trees,
     cpu_seconds,
     export_revision,
     rss_kib,
@@ -35,6 +36,7 @@ from devtools.sandbox_fhir import (
 from devtools.service import running_service, stop_process, wait_for_health, write_service_config
 
 __all__ = [
+    "compared_trees",
     "ASSESSMENT_EXTENSION",
     "DEMO_PATIENTS",
     "LOOPBACK",

@@ -62,6 +62,15 @@ def export_revision(ref: str, destination: Path, label: str | None = None) -> So
     return SourceTree(label or ref, destination)
 
 
+def compared_trees(baseline: str, workdir: Path) -> list[SourceTree]:
+    """The baseline revision (exported under `workdir`, none for '') and then the working tree."""
+    trees = [working_tree()]
+    if baseline:
+        label = f"baseline {baseline}"
+        trees.insert(0, export_revision(baseline, workdir / "baseline", label))
+    return trees
+
+
 def settings_toml(settings: Mapping[str, Any]) -> str:
     """A settings file from a flat mapping plus `clients` (a list of tables)."""
     lines = []
