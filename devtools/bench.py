@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from devtools.sandbox_fhir import LOOPBACK
+from devtools.service import stop_process, wait_for_health
 
 ROOT = Path(__file__).resolve().parents[1]
 Request = tuple[str, str, bytes | None, Mapping[str, str]]  # method, path, body, headers
@@ -142,45 +141,16 @@ def served(
             start_new_session=True,
         )
         try:
-            _wait_for_health(process, f"{base_url}/healthz", timeout, log_path)
+            wait_for_health(process, f"{base_url}/healthz", log_path, timeout, poll=0.02)
             yield Served(process, base_url, time.perf_counter() - started, log_path)
         finally:
-            stop(process)
+            stop_process(process, grace=30.0)
 
 
 def _toml(path: Path) -> dict[str, Any]:
     import tomllib
 
     return tomllib.loads(path.read_text())
-
-
-def _wait_for_health(
-    process: subprocess.Popen[bytes], url: str, timeout: float, log_path: Path
-) -> None:
-    ends = time.monotonic() + timeout
-    with requests.Session() as session:
-        while time.monotonic() < ends:
-            if process.poll() is not None:
-                tail = log_path.read_text(errors="replace").splitlines()[-20:]
-                raise RuntimeError("the service exited during start-up:\n" + "\n".join(tail))
-            try:
-                if session.get(url, timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.02)
-    raise RuntimeError(f"the service did not answer {url} within {timeout:.0f} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, wait, and SIGKILL only if it does not exit."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 # --- load ---

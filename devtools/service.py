@@ -80,7 +80,9 @@ def running_service(config: Path, base_url: str, log_path: Path) -> Iterator[sub
             stop_process(process)
 
 
-def wait_for_health(process: subprocess.Popen, url: str, log_path: Path, timeout=60.0) -> None:
+def wait_for_health(
+    process: subprocess.Popen, url: str, log_path: Path, timeout: float = 60.0, poll: float = 0.1
+) -> None:
     """Poll `url` until it answers 200; RuntimeError if the process exits or time runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -91,19 +93,19 @@ def wait_for_health(process: subprocess.Popen, url: str, log_path: Path, timeout
                 return
         except requests.RequestException:
             pass
-        time.sleep(0.1)
+        time.sleep(poll)
     raise RuntimeError(f"the service did not answer {url} in {timeout:.0f} s:\n{_tail(log_path)}")
 
 
-def stop_process(process: subprocess.Popen) -> None:
-    """SIGTERM, wait, and kill only if it does not exit."""
+def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM, wait up to `grace` seconds, and kill only if it does not exit."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait(timeout=5)
+            process.wait(timeout=10)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 import requests
 
 from cds_service.discovery import SERVICE_ID
+from devtools.service import stop_process
 from tests.cds_service.fhir_data import full_prefetch, patient
 from tests.support.leak_guard import register_secret
 from tests.support.tokens import SigningKey, jwks, make_token
@@ -155,13 +156,7 @@ def wait_until_healthy(served: Served, timeout: float = START_TIMEOUT_SECONDS) -
 
 def stop(process: subprocess.Popen[bytes]) -> None:
     """Stop the service's process group: SIGTERM, then SIGKILL if it lingers."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    stop_process(process, grace=30.0)
     # workers left behind by a master that was killed belong to the same process group
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
