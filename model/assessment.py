@@ -82,6 +82,25 @@ class ScorerInfo:
     url: str | None = None  # where the rule set or model card is described
 
 
+class RuleSetIdentity(Protocol):
+    """What a rule set file says about itself."""
+
+    id: str
+    version: str
+    description: str
+
+
+def rule_set_info(rule_set: RuleSetIdentity, content_hash: str) -> ScorerInfo:
+    """The scorer identity of a rule set and its file's sha256."""
+    return ScorerInfo(
+        id=rule_set.id,
+        version=rule_set.version,
+        kind="rules",
+        description=rule_set.description,
+        content_hash=content_hash,
+    )
+
+
 class DecisionKind(StrEnum):
     """The branch of the shared pathway decision that gave the answer."""
 

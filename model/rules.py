@@ -38,6 +38,7 @@ from model.assessment import (
     Pathway,
     ScorerInfo,
     Timeline,
+    rule_set_info,
 )
 from model.comparison import Operator, satisfies
 from model.timeline import last_window
@@ -239,13 +240,7 @@ class RuleScorer:
         """Wrap a validated rule set, the sha256 of its file and the analytes' short labels."""
         self.rule_set = rule_set
         self.labels = dict(labels)
-        self._info = ScorerInfo(
-            id=rule_set.id,
-            version=rule_set.version,
-            kind="rules",
-            description=rule_set.description,
-            content_hash=content_hash,
-        )
+        self._info = rule_set_info(rule_set, content_hash)
 
     @property
     def info(self) -> ScorerInfo:

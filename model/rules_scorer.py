@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from model.assessment import Assessment, Endotype, ScorerInfo
+from model.assessment import Assessment, Endotype, ScorerInfo, rule_set_info
 from model.decision import decide
 from model.findings import current_values, findings, inflammation_met
 from model.limits import Limits, RuleSettings
@@ -29,13 +29,7 @@ class RulesV2Scorer:
         self.rule_set = rule_set
         self.settings = settings
         self.limits = Limits(rule_set, settings)
-        self._info = ScorerInfo(
-            id=rule_set.id,
-            version=rule_set.version,
-            kind="rules",
-            description=rule_set.description,
-            content_hash=content_hash,
-        )
+        self._info = rule_set_info(rule_set, content_hash)
 
     @property
     def info(self) -> ScorerInfo:
