@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import Environment
 
-from model.assessment import Scorer, Timeline, assessment_time_frame
+from model.assessment import Scorer, ScorerInfo, Timeline, assessment_time_frame
 
 NOT_YET_MEASURED = "Not yet measured."
 PROJECT = "picu-endotype (open-source project)"
@@ -320,6 +320,21 @@ def _synthetic(meta: Mapping[str, Any]) -> bool:
     return bool(meta.get("synthetic_training_data"))
 
 
+def rule_set_card_head(info: ScorerInfo) -> dict[str, Any]:
+    """The kind, title and (absent) warning of a rule set's card."""
+    return {"kind": "rules", "title": f"Rule set: {info.id} {info.version}", "warning": None}
+
+
+def rule_set_details(info: ScorerInfo) -> dict[str, Any]:
+    """The identity lines every rule set's card opens its details with."""
+    return {
+        "id": info.id,
+        "version": info.version,
+        "content_hash": info.content_hash,
+        "description": info.description,
+    }
+
+
 def rules_card(scorer: Scorer) -> dict:
     """The card of an evidence-based rule set: identity, each rule with its citation."""
     info = scorer.info
@@ -327,16 +342,8 @@ def rules_card(scorer: Scorer) -> dict:
     empty = Timeline(frame=frame, series={})
     assessment = scorer.assess(empty)
     return {
-        "kind": "rules",
-        "title": f"Rule set: {info.id} {info.version}",
-        "warning": None,
-        "details": {
-            "id": info.id,
-            "version": info.version,
-            "content_hash": info.content_hash,
-            "description": info.description,
-            "required_analytes": list(assessment.required),
-        },
+        **rule_set_card_head(info),
+        "details": {**rule_set_details(info), "required_analytes": list(assessment.required)},
         "rules": [
             {
                 "id": item.id,

@@ -13,6 +13,7 @@ from typing import Any
 
 from model.decision import DECISION_STEPS
 from model.limits import Limits
+from model.model_card import rule_set_card_head, rule_set_details
 from model.persistence import PERSISTENCE_STATES, TREND_CHANGE
 from model.rules_scorer import RulesV2Scorer
 from model.rules_v2 import FindingSpec, MarkerSpec, RuleSetV2
@@ -43,14 +44,9 @@ def rules_v2_card(scorer: RulesV2Scorer, timing: Mapping[str, timedelta]) -> dic
     """The model card of rules v2 with the site's limits and the service's time spans."""
     rule_set, info = scorer.rule_set, scorer.info
     return {
-        "kind": "rules",
-        "title": f"Rule set: {info.id} {info.version}",
-        "warning": None,
+        **rule_set_card_head(info),
         "details": {
-            "id": info.id,
-            "version": info.version,
-            "content_hash": info.content_hash,
-            "description": info.description,
+            **rule_set_details(info),
             "study": f"{rule_set.study.citation}; {rule_set.study.identifiers}",
             "analytes read": ", ".join(rule_set.analytes),
         },
