@@ -40,6 +40,7 @@ from devtools import (
     discover,
     free_port,
     hook_request,
+    latency_percentile,
     load_resources,
     running_service,
     stop_process,
@@ -70,10 +71,7 @@ class LoadResult:
 
     def percentile(self, fraction: float) -> float:
         """Latency (ms) below which `fraction` of the requests finished."""
-        ordered = sorted(self.latencies_ms)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return latency_percentile(self.latencies_ms, fraction)
 
 
 # --- the trivial server ---

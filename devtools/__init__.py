@@ -14,6 +14,7 @@ from devtools.bench import (
     compared_trees,
     cpu_seconds,
     export_revision,
+    latency_percentile,
     rss_kib,
     served,
     served_cpu_seconds,
@@ -36,6 +37,7 @@ from devtools.sandbox_fhir import (
 from devtools.service import running_service, stop_process, wait_for_health, write_service_config
 
 __all__ = [
+    "latency_percentile",
     "compared_trees",
     "ASSESSMENT_EXTENSION",
     "DEMO_PATIENTS",

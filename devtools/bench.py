@@ -180,10 +180,15 @@ class LoadResult:
 
     def percentile(self, fraction: float) -> float:
         """Latency (ms) below which `fraction` of the requests finished."""
-        ordered = sorted(self.latencies_ms)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return latency_percentile(self.latencies_ms, fraction)
+
+
+def latency_percentile(latencies_ms: Sequence[float], fraction: float) -> float:
+    """Latency (ms) below which `fraction` of the requests finished; NaN with none."""
+    ordered = sorted(latencies_ms)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def closed_loop(
