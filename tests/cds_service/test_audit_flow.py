@@ -19,8 +19,10 @@ from cds_service.storage.schema import audit_record
 from devtools.sandbox_postgres import PostgresServer
 from tests.cds_service.conftest import CLIENT_ISS, PUBLIC_BASE_URL, MakeSettings
 from tests.cds_service.fhir_data import full_prefetch, patient, searchset, stay, years_before
+from tests.cds_service.test_feedback import _database_dump
 from tests.cds_service.test_hooks import PATIENT_ID, _observations
 from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request
+from tests.support.leak_guard import register_secret
 from tests.support.tokens import SigningKey
 
 PILOT = "Practitioner/pilot"
@@ -83,6 +85,30 @@ def test_each_card_returned_has_one_audit_record_with_its_basis(
     identifying = {key: value for key, value in record.items() if key not in ("inputs",)}
     assert PATIENT_ID not in repr(identifying) and "enc-1" not in repr(record)
     assert record["patient"] != record["encounter"]
+
+
+def test_no_stored_row_holds_the_client_jwt_or_the_fhir_access_token(
+    app: Flask, caller: HookCaller, settings: Settings, fhir_base: str
+):
+    access_token = register_secret("audit-flow-fhir-access-token-8e2f")
+    body = _full_body(app)
+    body["fhirServer"] = fhir_base
+    body["fhirAuthorization"] = {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/Observation.read",
+        "subject": "picu-endotype",
+    }
+    jwt = caller.token(f"/cds-services/{SERVICE_ID}")
+
+    response = caller.call(body, headers={"Authorization": f"Bearer {jwt}"})
+
+    assert response.status_code == 200 and response.get_json()["cards"]
+    stored = _database_dump(settings)
+    assert "card" in stored  # the audit record is there
+    assert access_token not in stored and jwt not in stored
+    assert jwt.split(".")[2] not in stored  # not even the signature alone
 
 
 def test_the_audit_record_holds_the_gate_the_anchor_and_the_persistence(
