@@ -137,7 +137,9 @@ def full_prefetch(
     """A prefetch answering every template: the patient, the panel, the PICU stay, the orders,
     and the Phoenix searches (`others`: Procedures, infusions, ... sorted by resource type).
 
-    Without `encounters`, the patient has been in the PICU since 40 h before now.
+    Without `encounters`, the patient has been in the PICU since 40 h before this call's clock;
+    a test comparing the card with one from a `FakeFhirServer` passes the server's `encounters`,
+    since the card shows the admission time to the second.
     """
     if encounters is None:
         patient_id = subject.get("id") or observations[0]["subject"]["reference"].split("/")[-1]

@@ -131,7 +131,13 @@ def test_prefetch_omitted_queries_fhir_with_the_token_and_gives_the_same_card(
     child: dict,
     now: datetime,
 ) -> None:
-    prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
+    # the same stay on both paths: the admission time is on the card to the second
+    prefetch = full_prefetch(
+        caller.prefetch_templates(),
+        child,
+        _observations(PATIENT_ID, now),
+        encounters=fake_fhir.encounters,
+    )
     from_prefetch = _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))
     authorization = fhir_authorization()
     queried = caller.call(
