@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -78,12 +79,33 @@ def _listening(url: str) -> bool:
         return probe.connect_ex((parts.hostname, parts.port)) == 0
 
 
+def _stop_with_ctrl_c(demo: subprocess.Popen, stderr_path: Path) -> int:
+    """SIGINT, then the exit code; on a hang, the demo's thread stacks (faulthandler) in the
+    failure message. stdout is drained meanwhile, so that a full pipe cannot block the demo."""
+    demo.send_signal(signal.SIGINT)
+    try:
+        demo.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        demo.send_signal(signal.SIGABRT)
+        demo.communicate(timeout=30)
+        pytest.fail(f"the demo did not stop within 60 s:\n{stderr_path.read_text()[-5000:]}")
+    return demo.returncode
+
+
 @pytest.mark.slow
 def test_demo_waits_for_ctrl_c_then_stops_the_service_and_the_fhir_server(
-    sandbox_fhir: SandboxFhir,
+    sandbox_fhir: SandboxFhir, tmp_path: Path
 ) -> None:
     command = [part for part in _demo_command() if part != "--once"]
-    demo = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stderr_path = tmp_path / "demo.stderr"
+    with stderr_path.open("w") as stderr:
+        demo = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        )
     watchdog = threading.Timer(300, demo.kill)
     watchdog.start()
     try:
@@ -93,8 +115,7 @@ def test_demo_waits_for_ctrl_c_then_stops_the_service_and_the_fhir_server(
             lines.append(line)
         urls = re.findall(r"(http://127\.0\.0\.1:\d+)/", "".join(lines[-3:]))
         assert len(set(urls)) == 2 and all(_listening(url) for url in urls)
-        demo.send_signal(signal.SIGINT)
-        assert demo.wait(timeout=60) == 0
+        assert _stop_with_ctrl_c(demo, stderr_path) == 0
     finally:
         watchdog.cancel()
         if demo.poll() is None:
