@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from pydantic import BaseModel, ConfigDict, Field
 
 MIB = 1024 * 1024
@@ -59,13 +61,25 @@ def nests_deeper_than(value: Any, limit: int) -> bool:
 def loads_bounded(data: bytes | str, max_depth: int) -> Any:
     """Parse JSON text; JsonTooDeep past `max_depth`, ValueError when it is not JSON.
 
-    The C parser refuses nesting near the interpreter's recursion limit with RecursionError, which
-    is reported as JsonTooDeep; anything it accepts is then measured without recursion.
+    orjson parses well-formed UTF-8 JSON (about three times as fast as the standard library);
+    whatever it refuses (a byte order mark, UTF-16, NaN, lone surrogates, nesting past 1,024) goes
+    to the standard parser, so every document is accepted or refused as `json.loads` would, with
+    the same values (save integers beyond 64 bits, which orjson reads as floats). That parser
+    refuses nesting near the interpreter's recursion limit with RecursionError, reported as
+    JsonTooDeep; anything accepted is then measured without recursion.
     """
     try:
-        value = json.loads(data)
-    except RecursionError:
-        raise JsonTooDeep(max_depth) from None
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        value = _standard_loads(data, max_depth)
     if nests_deeper_than(value, max_depth):
         raise JsonTooDeep(max_depth)
     return value
+
+
+def _standard_loads(data: bytes | str, max_depth: int) -> Any:
+    """`json.loads`, with RecursionError reported as JsonTooDeep."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise JsonTooDeep(max_depth) from None
