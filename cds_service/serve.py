@@ -16,7 +16,7 @@ from gunicorn.app.base import BaseApplication
 
 from cds_service.logs import GunicornLogger, configure_logging
 from cds_service.settings import Settings, load_settings
-from cds_service.worker import hook_worker_class
+from cds_service.worker import hook_worker_class, prepare_heap_for_fork
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -158,5 +158,6 @@ def run(args: argparse.Namespace) -> int:
         settings.workers,
         settings.scorer,
     )
+    prepare_heap_for_fork()
     GunicornApplication(app, gunicorn_options(settings)).run()
     return 0

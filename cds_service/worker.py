@@ -9,6 +9,15 @@ connection's socket carries a deadline: the request line and headers must arrive
 `header_timeout_seconds` of the first read, the body within `body_timeout_seconds` after the
 headers. Past it the reads end, the client gets `408 Request Timeout` and the connection closes.
 
+The cyclic garbage collector is tuned for this load (`prepare_heap_for_fork`, `tune_worker_gc`):
+the objects built at start (the app, the model, the libraries) are frozen in the master before the
+workers fork, so that no collection walks them (nor copies their pages into each worker), and a
+worker starts a collection after 50,000 new container objects instead of 700. A hook parses some
+10^5 dicts and lists of FHIR JSON, none of them in a cycle: at the default thresholds the
+collector ran hundreds of times per hook. Measured in process (`benchmarks/profile_hook.py`), CPU
+per hook fell from 16.4 to 13.6 ms with complete prefetch and from 32.0 to 25.6 ms on the query
+path; garbage cycles are still collected, at most 50,000 objects later.
+
 On Linux each worker also asks the kernel to send it SIGTERM when the master process dies
 (PR_SET_PDEATHSIG), and on SIGTERM it closes its listening sockets at once, so a master killed
 with SIGKILL leaves no worker holding the port: a restart can bind again while the orphaned
@@ -20,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 import select
@@ -42,6 +52,19 @@ WRITE_TIMEOUT_SECONDS = 10.0  # for a reply to leave: a client that reads nothin
 # before handing the connection back to the poller (a client sending back to back is served
 # without a trip through gunicorn's main loop)
 KEEP_ALIVE_GRACE_SECONDS = 0.002
+# a worker's collector thresholds (CPython's default: 700, 10, 10)
+WORKER_GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def prepare_heap_for_fork() -> None:
+    """Collect once, then freeze every object alive now: no later collection examines them."""
+    gc.collect()
+    gc.freeze()
+
+
+def tune_worker_gc() -> None:
+    """Collect garbage cycles after WORKER_GC_THRESHOLDS allocations, not CPython's default."""
+    gc.set_threshold(*WORKER_GC_THRESHOLDS)
 
 
 class DeadlineSocket(socket.socket):
@@ -116,6 +139,7 @@ class HookWorker(ThreadWorker):
 
     def init_process(self) -> None:
         exit_with_parent(self.ppid)
+        tune_worker_gc()
         super().init_process()
 
     def handle(self, conn: Any) -> Any:

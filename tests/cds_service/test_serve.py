@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +28,17 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     """Record gunicorn starts instead of serving."""
     starts: list[dict[str, Any]] = []
 
     def fake_run(self: serve.GunicornApplication) -> None:
-        starts.append(self.options)
+        starts.append({**self.options, "frozen_objects": gc.get_freeze_count()})
 
     monkeypatch.setattr(serve.GunicornApplication, "run", fake_run)
-    return starts
+    gc.unfreeze()
+    yield starts
+    gc.unfreeze()  # `serve` froze the heap for its workers; this test process goes on
 
 
 @pytest.fixture
@@ -91,6 +95,15 @@ def test_serve_starts_gunicorn_with_settings(state_env: Path, started: list) -> 
     [options] = started
     assert options["bind"] == "127.0.0.1:9003"
     assert options["workers"] == 4
+
+
+def test_serve_freezes_the_start_up_heap_before_gunicorn_forks_its_workers(
+    state_env: Path, started: list
+) -> None:
+    assert gc.get_freeze_count() == 0
+    assert serve.run(_args("--port", "9004")) == 0
+    [options] = started
+    assert options["frozen_objects"] > 10_000  # the app, its settings, model and libraries
 
 
 def test_access_log_format_has_no_query_string_or_headers() -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cds_service import serve
+from cds_service import serve, worker
 from cds_service.settings import load_settings
-from cds_service.worker import DeadlineSocket, HookWorker
+from cds_service.worker import WORKER_GC_THRESHOLDS, DeadlineSocket, HookWorker
 
 
 @pytest.fixture
@@ -107,3 +108,18 @@ def test_serve_runs_threaded_workers_with_the_configured_read_limits(tmp_path: P
     assert (worker.header_timeout_seconds, worker.body_timeout_seconds) == (3.5, 7.0)
     assert options["threads"] == 12
     assert options["control_socket_disable"] is True
+
+
+def test_a_worker_starts_with_the_tuned_collector_thresholds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker, "exit_with_parent", lambda ppid: None)
+    monkeypatch.setattr(worker.ThreadWorker, "init_process", lambda self: None)
+    hook_worker = object.__new__(HookWorker)
+    hook_worker.ppid = 1
+    default = gc.get_threshold()
+    try:
+        hook_worker.init_process()
+        assert gc.get_threshold() == WORKER_GC_THRESHOLDS != default
+    finally:
+        gc.set_threshold(*default)
