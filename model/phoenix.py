@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import calendar
 import importlib.metadata
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -303,11 +304,11 @@ def phoenix_points(
     if phoenix8:
         extra = phx.phoenix8(**{k: arguments[k] for k in (*_PHOENIX_ARGUMENTS, *_PHOENIX8_LABS)})
         columns |= {name: extra[column].to_numpy() for name, column in _PHOENIX8_COLUMNS.items()}
-    present = {key: ~np.isnan(values) for key, values in arguments.items()}
-    return tuple(
-        _point(i, times[i], columns, arguments, present, missing, phoenix8)
-        for i in range(len(times))
-    )
+    # plain lists: reading one element of a list is far cheaper than of a NumPy array
+    rows = {name: values.tolist() for name, values in columns.items()}
+    values = {key: np.asarray(v, dtype=float).tolist() for key, v in arguments.items()}
+    lacking = {key: lacks.tolist() for key, lacks in missing.items()}
+    return tuple(_point(i, times[i], rows, values, lacking, phoenix8) for i in range(len(times)))
 
 
 _PHOENIX_ARGUMENTS = (
@@ -470,13 +471,12 @@ _PHOENIX8_COLUMNS = {
 def _point(
     i: int,
     time: datetime,
-    columns: Mapping[str, np.ndarray],
-    arguments: Mapping[str, np.ndarray],
-    present: Mapping[str, np.ndarray],
-    missing: Mapping[str, np.ndarray],
+    columns: Mapping[str, list[float]],
+    arguments: Mapping[str, list[float]],
+    missing: Mapping[str, list[bool]],
     phoenix8: bool,
 ) -> PhoenixPoint:
-    """One point from row `i` of the package's output."""
+    """One point from row `i` of the package's output; NaN arguments are left out of `inputs`."""
     phoenix8_total = phoenix8_subscores = None
     if phoenix8:
         phoenix8_total = int(columns["phoenix8_total"][i])
@@ -491,7 +491,7 @@ def _point(
         coagulation=int(columns["coagulation"][i]),
         neurologic=int(columns["neurologic"][i]),
         missing=tuple(key for key, lacks in missing.items() if lacks[i]),
-        inputs={key: float(values[i]) for key, values in arguments.items() if present[key][i]},
+        inputs={key: row[i] for key, row in arguments.items() if not math.isnan(row[i])},
         phoenix8_total=phoenix8_total,
         phoenix8_subscores=phoenix8_subscores,
     )
