@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from flask import Flask
 from pytest_httpserver import HTTPServer
 
+from cds_service import hooks
 from cds_service.app import create_app
 from cds_service.settings import ClientSettings, Settings
 from tests.support.hook_caller import HookCaller
@@ -80,3 +82,23 @@ def caller_for(signing_key: SigningKey) -> Callable[[Flask], HookCaller]:
 def caller(app: Flask, caller_for: Callable[[Flask], HookCaller]) -> HookCaller:
     """A trusted CDS client calling the app."""
     return caller_for(app)
+
+
+PinClock = Callable[[datetime], None]
+
+
+@pytest.fixture
+def pin_hook_clock(monkeypatch: pytest.MonkeyPatch) -> PinClock:
+    """Pin the moment every hook takes as "now", for tests that compare the cards of several
+    calls: a card shows the current minute (the Phoenix course's last point, hours since the
+    anchor), so two calls either side of a minute's turn would differ for that alone."""
+
+    def pin(moment: datetime) -> None:
+        class PinnedDatetime(datetime):
+            @classmethod
+            def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+                return moment if tz is None else moment.astimezone(tz)
+
+        monkeypatch.setattr(hooks, "datetime", PinnedDatetime)
+
+    return pin

@@ -16,7 +16,7 @@ from cds_service import hooks
 from cds_service.app import create_app
 from cds_service.cards import build_card
 from cds_service.models import HookResponse, find_empty_value
-from tests.cds_service.conftest import MakeSettings
+from tests.cds_service.conftest import MakeSettings, PinClock
 from tests.cds_service.fhir_data import (
     FakeFhirServer,
     full_prefetch,
@@ -130,7 +130,9 @@ def test_prefetch_omitted_queries_fhir_with_the_token_and_gives_the_same_card(
     fhir_base: str,
     child: dict,
     now: datetime,
+    pin_hook_clock: PinClock,
 ) -> None:
+    pin_hook_clock(now + timedelta(seconds=1))
     # the same stay on both paths: the admission time is on the card to the second
     prefetch = full_prefetch(
         caller.prefetch_templates(),
@@ -363,8 +365,9 @@ def test_card_that_breaks_the_response_rules_is_never_sent(
 
 
 def test_repeated_calls_give_the_same_card_with_fresh_uuids(
-    caller: HookCaller, child: dict, now: datetime
+    caller: HookCaller, child: dict, now: datetime, pin_hook_clock: PinClock
 ) -> None:
+    pin_hook_clock(now + timedelta(seconds=1))
     prefetch = full_prefetch(caller.prefetch_templates(), child, _observations(PATIENT_ID, now))
     cards = [
         _assert_conformant(caller.call(hook_request(PATIENT_ID, prefetch=prefetch)))[0]

@@ -12,6 +12,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from fhir_mappings.prefetch import PANEL_KEY
+from tests.cds_service.conftest import PinClock
 from tests.cds_service.fhir_data import (
     FakeFhirServer,
     full_prefetch,
@@ -92,8 +93,13 @@ def _both_ways(
 
 
 def test_a_recent_stay_needs_one_panel_search_reaching_back_the_history(
-    caller: HookCaller, httpserver: HTTPServer, fhir_base: str, now: datetime
+    caller: HookCaller,
+    httpserver: HTTPServer,
+    fhir_base: str,
+    now: datetime,
+    pin_hook_clock: PinClock,
 ) -> None:
+    pin_hook_clock(now + timedelta(seconds=1))
     admitted = now - timedelta(hours=40)
     fake = _serve(httpserver, now, admitted, _results([admitted + timedelta(hours=6)]))
 
@@ -106,8 +112,13 @@ def test_a_recent_stay_needs_one_panel_search_reaching_back_the_history(
 
 
 def test_an_anchor_beyond_the_history_adds_one_search_for_the_rest(
-    caller: HookCaller, httpserver: HTTPServer, fhir_base: str, now: datetime
+    caller: HookCaller,
+    httpserver: HTTPServer,
+    fhir_base: str,
+    now: datetime,
+    pin_hook_clock: PinClock,
 ) -> None:
+    pin_hook_clock(now + timedelta(seconds=1))
     admitted = now - timedelta(days=20)  # the anchor: PICU admission, 20 days ago
     early = [admitted + timedelta(hours=6), admitted + timedelta(hours=30)]  # onset window
     later = [now - timedelta(hours=30), now - timedelta(hours=6)]
