@@ -13,10 +13,15 @@ The cyclic garbage collector is tuned for this load (`prepare_heap_for_fork`, `t
 the objects built at start (the app, the model, the libraries) are frozen in the master before the
 workers fork, so that no collection walks them (nor copies their pages into each worker), and a
 worker starts a collection after 50,000 new container objects instead of 700. A hook parses some
-10^5 dicts and lists of FHIR JSON, none of them in a cycle: at the default thresholds the
-collector ran hundreds of times per hook. Measured in process (`benchmarks/profile_hook.py`), CPU
-per hook fell from 16.4 to 13.6 ms with complete prefetch and from 32.0 to 25.6 ms on the query
-path; garbage cycles are still collected, at most 50,000 objects later.
+10^5 dicts and lists of FHIR JSON, none of them in a cycle: at the default thresholds about six
+collections ran per hook, walking the parsed JSON still in use, and now and then a full
+collection walked the whole heap. Under wrk with complete prefetch (`benchmarks/prefetch_path.py`,
+one run, interleaved) CPU per hook fell from 17.9 to 15.7 ms and p99 from 202 to 121 ms; garbage
+cycles are still collected, at most 50,000 objects later. glibc's malloc, which gives each thread
+that allocates at once an arena of its own (up to eight per core) and keeps each at its
+high-water mark, is held to two arenas (`limit_malloc_arenas`): with both, a worker's RSS after
+10,000 hooks is about 150 MiB and grew 3-4 % from the first 1,000 hooks, where the collector
+tuning alone left 164-166 MiB and 5-7 % (`benchmarks/worker_memory.py`).
 
 On Linux each worker also asks the kernel to send it SIGTERM when the master process dies
 (PR_SET_PDEATHSIG), and on SIGTERM it closes its listening sockets at once, so a master killed
@@ -54,6 +59,8 @@ WRITE_TIMEOUT_SECONDS = 10.0  # for a reply to leave: a client that reads nothin
 KEEP_ALIVE_GRACE_SECONDS = 0.002
 # a worker's collector thresholds (CPython's default: 700, 10, 10)
 WORKER_GC_THRESHOLDS = (50_000, 20, 20)
+M_ARENA_MAX = -8  # glibc malloc.h
+MALLOC_ARENAS = 2  # glibc's default: 8 per core, each kept at its high-water mark
 
 
 def prepare_heap_for_fork() -> None:
@@ -65,6 +72,15 @@ def prepare_heap_for_fork() -> None:
 def tune_worker_gc() -> None:
     """Collect garbage cycles after WORKER_GC_THRESHOLDS allocations, not CPython's default."""
     gc.set_threshold(*WORKER_GC_THRESHOLDS)
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
+    """Let glibc's malloc keep at most `arenas` arenas in this process (Linux; else nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.mallopt(M_ARENA_MAX, arenas) != 1:
+        logger.warning("could not limit malloc arenas to %d", arenas)
 
 
 class DeadlineSocket(socket.socket):
@@ -140,6 +156,7 @@ class HookWorker(ThreadWorker):
     def init_process(self) -> None:
         exit_with_parent(self.ppid)
         tune_worker_gc()
+        limit_malloc_arenas()
         super().init_process()
 
     def handle(self, conn: Any) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,6 +117,7 @@ def test_a_worker_starts_with_the_tuned_collector_thresholds(
 ) -> None:
     monkeypatch.setattr(worker, "exit_with_parent", lambda ppid: None)
     monkeypatch.setattr(worker.ThreadWorker, "init_process", lambda self: None)
+    monkeypatch.setattr(worker, "limit_malloc_arenas", lambda: None)  # would stay for the session
     hook_worker = object.__new__(HookWorker)
     hook_worker.ppid = 1
     default = gc.get_threshold()
@@ -123,3 +126,39 @@ def test_a_worker_starts_with_the_tuned_collector_thresholds(
         assert gc.get_threshold() == WORKER_GC_THRESHOLDS != default
     finally:
         gc.set_threshold(*default)
+
+
+ARENA_PROBE = """
+import ctypes, ctypes.util, re, sys, tempfile, threading
+from cds_service.worker import limit_malloc_arenas
+if sys.argv[1] == "limited":
+    limit_malloc_arenas(2)
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.fopen.restype = ctypes.c_void_p
+barrier = threading.Barrier(8)
+def allocate():
+    barrier.wait()  # all eight threads allocate at once
+    blocks = [libc.malloc(50_000) for _ in range(50)]
+    barrier.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+with tempfile.NamedTemporaryFile() as report:
+    stream = libc.fopen(report.name.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(stream))
+    libc.fclose(ctypes.c_void_p(stream))
+    print(len(re.findall(r"<heap nr=", open(report.name).read())))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc arenas")
+def test_the_arena_limit_holds_threads_allocating_at_once_to_two_malloc_arenas() -> None:
+    def arenas(mode: str) -> int:
+        probe = [sys.executable, "-c", ARENA_PROBE, mode]
+        return int(subprocess.run(probe, capture_output=True, text=True, check=True).stdout)
+
+    assert arenas("default") > 2
+    assert arenas("limited") <= 2
