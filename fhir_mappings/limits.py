@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 import orjson
-
 from pydantic import BaseModel, ConfigDict, Field
 
 MIB = 1024 * 1024
