@@ -181,7 +181,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def wait_for_interrupt() -> None:
-    """Say how to stop, then block until Ctrl-C or SIGTERM."""
+    """Say how to stop, then block until Ctrl-C or SIGTERM.
+
+    Ctrl-C is handled explicitly: a process started in the background by a shell script inherits
+    SIGINT ignored, and Python then leaves it ignored.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         print("Press Ctrl-C to stop.", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -79,6 +80,12 @@ def _listening(url: str) -> bool:
         return probe.connect_ex((parts.hostname, parts.port)) == 0
 
 
+def _kill_group(leader: int) -> None:
+    """SIGKILL every process left in the demo's process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(leader, signal.SIGKILL)
+
+
 def _stop_with_ctrl_c(demo: subprocess.Popen, stderr_path: Path) -> int:
     """SIGINT, then the exit code; on a hang, the demo's thread stacks (faulthandler) in the
     failure message. stdout is drained meanwhile, so that a full pipe cannot block the demo."""
@@ -88,6 +95,7 @@ def _stop_with_ctrl_c(demo: subprocess.Popen, stderr_path: Path) -> int:
     except subprocess.TimeoutExpired:
         demo.send_signal(signal.SIGABRT)
         demo.communicate(timeout=30)
+        _kill_group(demo.pid)  # the servers it started, left without it
         pytest.fail(f"the demo did not stop within 60 s:\n{stderr_path.read_text()[-5000:]}")
     return demo.returncode
 
@@ -98,15 +106,22 @@ def test_demo_waits_for_ctrl_c_then_stops_the_service_and_the_fhir_server(
 ) -> None:
     command = [part for part in _demo_command() if part != "--once"]
     stderr_path = tmp_path / "demo.stderr"
-    with stderr_path.open("w") as stderr:
-        demo = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
-        )
-    watchdog = threading.Timer(300, demo.kill)
+    # started as a shell script's background job starts it, SIGINT ignored (the child inherits
+    # the disposition): Ctrl-C must stop it all the same
+    default_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stderr_path.open("w") as stderr:
+            demo = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+                start_new_session=True,  # its own process group, with the servers it starts
+            )
+    finally:
+        signal.signal(signal.SIGINT, default_sigint)
+    watchdog = threading.Timer(300, _kill_group, (demo.pid,))
     watchdog.start()
     try:
         lines = []
@@ -119,7 +134,7 @@ def test_demo_waits_for_ctrl_c_then_stops_the_service_and_the_fhir_server(
     finally:
         watchdog.cancel()
         if demo.poll() is None:
-            demo.kill()
+            _kill_group(demo.pid)
     assert not any(_listening(url) for url in urls)
 
 
