@@ -32,11 +32,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from cds_service.discovery import SERVICE_ID
 from devtools import (
-    LOOPBACK,
     DemoEhr,
     LatencyFhir,
     Served,
@@ -46,9 +44,9 @@ from devtools import (
     discover,
     free_port,
     hook_request,
+    loopback_settings,
     served,
     served_cpu_seconds,
-    settings_toml,
     working_tree,
 )
 
@@ -206,7 +204,11 @@ def _start(
         port = free_port()
         config = folder / f"settings-{port}.toml"
         phoenix_off = tree.label == PHOENIX_OFF
-        config.write_text(_settings(port, folder / f"var-{port}", ehr, stub.base_url, phoenix_off))
+        # the baseline predates the Phoenix layer and its settings table
+        tables = {"phoenix": {"enabled": False}} if phoenix_off else {}
+        config.write_text(
+            loopback_settings(port, folder / f"var-{port}", ehr, [stub.base_url], **tables)
+        )
         command = [sys.executable, "-c", TRIVIAL_SERVER] if scenario.startswith("trivial") else None
         log = folder / f"server-{port}.log"
         service = stack.enter_context(served(tree, config, log, command=command))
@@ -223,23 +225,6 @@ def _start(
         tokens = [ehr.token(audience, lifetime=3600) for _ in range(count)]
         targets.append(Target(tree, scenario, service, path, tokens, body))
     return targets
-
-
-def _settings(
-    port: int, state_dir: Path, ehr: DemoEhr, fhir_base: str, phoenix_off: bool = False
-) -> str:
-    settings: dict[str, Any] = {
-        "public_base_url": f"http://{LOOPBACK}:{port}",
-        "host": LOOPBACK,
-        "port": port,
-        "state_dir": str(state_dir),
-        "insecure_http_fhir_hosts": [LOOPBACK],
-        "log_level": "WARNING",
-        "clients": [{"iss": ehr.issuer, "jwks": ehr.jwks_json(), "fhir_servers": [fhir_base]}],
-    }
-    if phoenix_off:  # the baseline predates the layer and its settings table
-        settings["phoenix"] = {"enabled": False}
-    return settings_toml(settings)
 
 
 def _templates(service_url: str, ehr: DemoEhr) -> dict[str, str]:

@@ -22,12 +22,11 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from cds_service.discovery import SERVICE_ID
 from devtools import (
@@ -40,8 +39,8 @@ from devtools import (
     export_revision,
     free_port,
     hook_request,
+    loopback_settings,
     served,
-    settings_toml,
     working_tree,
 )
 
@@ -139,7 +138,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = workdir / f"settings-{index}.toml"
             state_dir = workdir / f"var-{index}"
             config.write_text(
-                _settings(port, state_dir, ehr, stubs.values(), phoenix_off=variant.phoenix_off)
+                loopback_settings(
+                    port,
+                    state_dir,
+                    ehr,
+                    [stub.base_url for stub in stubs.values()],
+                    # the baseline predates the Phoenix layer and its settings table
+                    **({"phoenix": {"enabled": False}} if variant.phoenix_off else {}),
+                )
             )
             command = None
             if variant.worker_class:
@@ -169,29 +175,6 @@ def _variants(args: argparse.Namespace, workdir: Path) -> Iterator[Variant]:
         yield Variant("this tree, Phoenix off", working_tree(), phoenix_off=True)
     for worker_class in filter(None, args.worker_classes.split(",")):
         yield Variant(f"this tree, {worker_class}", working_tree(), worker_class)
-
-
-def _settings(
-    port: int,
-    state_dir: Path,
-    ehr: DemoEhr,
-    stubs: Iterable[LatencyFhir],
-    *,
-    phoenix_off: bool = False,
-) -> str:
-    bases = [stub.base_url for stub in stubs]
-    settings: dict[str, Any] = {
-        "public_base_url": f"http://{LOOPBACK}:{port}",
-        "host": LOOPBACK,
-        "port": port,
-        "state_dir": str(state_dir),
-        "insecure_http_fhir_hosts": [LOOPBACK],
-        "log_level": "WARNING",
-        "clients": [{"iss": ehr.issuer, "jwks": ehr.jwks_json(), "fhir_servers": bases}],
-    }
-    if phoenix_off:  # the baseline predates the layer and its settings table
-        settings["phoenix"] = {"enabled": False}
-    return settings_toml(settings)
 
 
 def _tokens(ehr: DemoEhr, audience: str, count: int) -> list[str]:

@@ -44,8 +44,8 @@ from devtools import (
     discover,
     free_port,
     hook_request,
+    loopback_settings,
     served,
-    settings_toml,
 )
 
 PATIENT_ID = "bench-hyperinflammatory"
@@ -101,11 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         quick_fhir = stack.enter_context(LatencyFhir.spawn(resources, 0.0))
         stalled_fhir = stack.enter_context(LatencyFhir.spawn(resources, STALL_SECONDS))
         trees = compared_trees(args.baseline, workdir)
+        bases = [quick_fhir.base_url, stalled_fhir.base_url]
+        deadline = STALL_SECONDS + 30  # the stalled server is waited for, not given up on
+        fhir = {"timeout_seconds": deadline, "deadline_seconds": deadline}
         for index, tree in enumerate(trees):
             port = free_port()
             config = workdir / f"settings-{index}.toml"
-            bases = [quick_fhir.base_url, stalled_fhir.base_url]
-            config.write_text(_settings(port, workdir / f"var-{index}", ehr, bases))
+            config.write_text(
+                loopback_settings(port, workdir / f"var-{index}", ehr, bases, fhir=fhir)
+            )
             with served(tree, config, workdir / f"service-{index}.log") as service:
                 prefetch = _prefetch(service.base_url, ehr, quick_fhir)
                 for scenario in ("slow clients", "stalled FHIR"):
@@ -125,21 +129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("\n".join(lines))
     return 0
-
-
-def _settings(port: int, state_dir: Path, ehr: DemoEhr, fhir_bases: list[str]) -> str:
-    return settings_toml(
-        {
-            "public_base_url": f"http://{LOOPBACK}:{port}",
-            "host": LOOPBACK,
-            "port": port,
-            "state_dir": str(state_dir),
-            "insecure_http_fhir_hosts": [LOOPBACK],
-            "log_level": "WARNING",
-            "fhir": {"timeout_seconds": STALL_SECONDS + 30, "deadline_seconds": STALL_SECONDS + 30},
-            "clients": [{"iss": ehr.issuer, "jwks": ehr.jwks_json(), "fhir_servers": fhir_bases}],
-        }
-    )
 
 
 def _prefetch(service_url: str, ehr: DemoEhr, fhir: LatencyFhir) -> dict:

@@ -34,9 +34,9 @@ from devtools import (
     discover,
     free_port,
     hook_request,
+    loopback_settings,
     rss_kib,
     served,
-    settings_toml,
 )
 
 PATIENT_ID = "bench-hyperinflammatory"
@@ -74,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = []
         for index, tree in enumerate(trees):
             config = workdir / f"settings-{index}.toml"
-            config.write_text(_settings(port, workdir / f"var-{index}", ehr, stub.base_url))
+            config.write_text(
+                loopback_settings(port, workdir / f"var-{index}", ehr, [stub.base_url])
+            )
             with served(tree, config, workdir / f"service-{index}.log") as service:
                 prefetch = _prefetch(service.base_url, ehr, stub)
                 requests = _requests(path, tokens, prefetch, stub.base_url)
@@ -85,20 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for label, samples in report:
         print(_summary(label, samples))
     return 0
-
-
-def _settings(port: int, state_dir: Path, ehr: DemoEhr, fhir_base: str) -> str:
-    return settings_toml(
-        {
-            "public_base_url": f"http://{LOOPBACK}:{port}",
-            "host": LOOPBACK,
-            "port": port,
-            "state_dir": str(state_dir),
-            "insecure_http_fhir_hosts": [LOOPBACK],
-            "log_level": "WARNING",
-            "clients": [{"iss": ehr.issuer, "jwks": ehr.jwks_json(), "fhir_servers": [fhir_base]}],
-        }
-    )
 
 
 def _prefetch(service_url: str, ehr: DemoEhr, stub: LatencyFhir) -> dict:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devtools.ehr import DemoEhr
 from devtools.sandbox_fhir import LOOPBACK
 from devtools.service import stop_process, wait_for_health
 
@@ -85,6 +86,27 @@ def settings_toml(settings: Mapping[str, Any]) -> str:
         else:
             lines.append(f"{key} = {json.dumps(value)}")
     return "\n".join([*lines, *tables]) + "\n"
+
+
+def loopback_settings(
+    port: int, state_dir: Path, ehr: DemoEhr, fhir_bases: Sequence[str], **tables: Any
+) -> str:
+    """The settings file of a benchmarked service on loopback: `ehr` as its one client, allowed
+    `fhir_bases` over plain HTTP, warnings only; `tables` adds settings tables (`phoenix`, ...)."""
+    return settings_toml(
+        {
+            "public_base_url": f"http://{LOOPBACK}:{port}",
+            "host": LOOPBACK,
+            "port": port,
+            "state_dir": str(state_dir),
+            "insecure_http_fhir_hosts": [LOOPBACK],
+            "log_level": "WARNING",
+            **tables,
+            "clients": [
+                {"iss": ehr.issuer, "jwks": ehr.jwks_json(), "fhir_servers": list(fhir_bases)}
+            ],
+        }
+    )
 
 
 @dataclass
