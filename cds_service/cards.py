@@ -15,6 +15,7 @@ from uuid import uuid4
 
 from cds_service import card_text as fmt
 from cds_service.card_detail import ChartContext, detail, label
+from cds_service.models import is_empty
 from cds_service.phoenix_card import phoenix_extension
 from cds_service.settings import Settings
 from fhir_mappings.emit import service_request_for
@@ -422,7 +423,6 @@ def _exclusion_extension(exclusion) -> dict[str, Any]:
 
 
 _LEAVES = frozenset({str, int, float, bool, type(None)})
-_EMPTIABLE = (str, list, dict)
 
 
 def prune(value: Any) -> Any:
@@ -431,12 +431,7 @@ def prune(value: Any) -> Any:
     if kind in _LEAVES:  # most of a card: out before the slower abstract-type checks
         return value
     if kind is dict or isinstance(value, Mapping):
-        return {key: kept for key, child in value.items() if not _empty(kept := prune(child))}
+        return {key: kept for key, child in value.items() if not is_empty(kept := prune(child))}
     if kind is list or kind is tuple or isinstance(value, list | tuple):
-        return [kept for item in value if not _empty(kept := prune(item))]
+        return [kept for item in value if not is_empty(kept := prune(item))]
     return value
-
-
-def _empty(value: Any) -> bool:
-    """True for None and for empty strings, lists and dicts."""
-    return value is None or (isinstance(value, _EMPTIABLE) and not value)

@@ -316,7 +316,7 @@ class HookResponse(_Outbound):
 
 def find_empty_value(value: Any, path: str = "") -> str | None:
     """Return the path of the first null, "", [] or {} inside `value`, or None."""
-    if _is_empty(value):
+    if is_empty(value):
         return path or "."
     trail = _trail_to_empty(value)
     if trail is None:
@@ -329,8 +329,8 @@ _EMPTIABLE = (str, list, dict)
 _CONTAINERS = (list, dict)
 
 
-def _is_empty(value: Any) -> bool:
-    """True for null, "", [] and {}."""
+def is_empty(value: Any) -> bool:
+    """True for null, "", [] and {}: the values CDS Hooks forbids in a response."""
     return value is None or (not value and isinstance(value, _EMPTIABLE))
 
 
@@ -343,7 +343,7 @@ def _trail_to_empty(value: Any) -> list[str] | None:
     else:
         return None
     for key, child in items:
-        if _is_empty(child):
+        if is_empty(child):
             below: list[str] | None = []
         elif isinstance(child, _CONTAINERS):
             below = _trail_to_empty(child)
