@@ -450,7 +450,7 @@ def _observation(observation: Mapping[str, Any], context: _Context) -> Iterator[
     """Readings from an Observation and its components (a BP panel gives SBP, DBP and MAP)."""
     catalog = context.catalog
     keys = coding_keys(observation.get("code"))
-    if any(key in GESTATIONAL_AGE_CODES for key in keys):
+    if _is_gestational_age(keys):
         return
     own = catalog.match_keys(keys)
     parts = [_Part(observation, *own)] if own is not None else []
@@ -465,8 +465,9 @@ def _observation(observation: Mapping[str, Any], context: _Context) -> Iterator[
     yield from _check_pressures(outcomes)
 
 
-def _is_gestational_age(observation: Mapping[str, Any]) -> bool:
-    return any(key in GESTATIONAL_AGE_CODES for key in coding_keys(observation.get("code")))
+def _is_gestational_age(keys: Iterable[Key]) -> bool:
+    """Whether an Observation's (system, code) pairs say it is the gestational age at birth."""
+    return not GESTATIONAL_AGE_CODES.isdisjoint(keys)
 
 
 def _observation_part(
@@ -1009,7 +1010,9 @@ def _gestational_age_weeks(observations: Iterable[Mapping[str, Any]]) -> float |
     """The latest gestational age at birth in weeks (UCUM wk or d), from a final Observation."""
     found: list[tuple[str, float]] = []
     for observation in observations:
-        if not isinstance(observation, Mapping) or not _is_gestational_age(observation):
+        if not isinstance(observation, Mapping):
+            continue
+        if not _is_gestational_age(coding_keys(observation.get("code"))):
             continue
         if observation.get("status") not in COUNTED_STATUSES:
             continue
