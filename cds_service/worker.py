@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -63,6 +64,12 @@ M_ARENA_MAX = -8  # glibc malloc.h
 MALLOC_ARENAS = 2  # glibc's default: 8 per core, each kept at its high-water mark
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library (Linux), looked up once: finding it runs ldconfig."""
+    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
 def prepare_heap_for_fork() -> None:
     """Collect once, then freeze every object alive now: no later collection examines them."""
     gc.collect()
@@ -78,8 +85,7 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> None:
     """Let glibc's malloc keep at most `arenas` arenas in this process (Linux; else nothing)."""
     if not sys.platform.startswith("linux"):
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.mallopt(M_ARENA_MAX, arenas) != 1:
+    if _libc().mallopt(M_ARENA_MAX, arenas) != 1:
         logger.warning("could not limit malloc arenas to %d", arenas)
 
 
@@ -245,9 +251,7 @@ def exit_with_parent(parent_pid: int) -> None:
     """Ask Linux for SIGTERM when the parent dies; exit now if it already has."""
     if not sys.platform.startswith("linux"):
         return
-    libc_name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+    if _libc().prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         logger.warning("could not ask to be stopped with the master (errno %d)", ctypes.get_errno())
     if os.getppid() != parent_pid:  # the master died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
