@@ -27,7 +27,7 @@ from tests.cds_service.fhir_data import (
     years_before,
 )
 from tests.cds_service.outcomes import assert_outcome
-from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request
+from tests.support.hook_caller import SERVICE_ID, HookCaller, hook_request, without_uuids
 from tests.support.tokens import fhir_authorization
 
 PATIENT_ID = "picu-child-1"
@@ -56,15 +56,6 @@ def _observations(patient_id: str, now: datetime) -> list[dict[str, Any]]:
         for analyte, values in PANEL_VALUES.items()
         for index, (value, hours) in enumerate(zip(values, (30.5, 6.5), strict=True))
     ]
-
-
-def _without_uuids(value: Any) -> Any:
-    """`value` with every `uuid` key removed, recursively."""
-    if isinstance(value, dict):
-        return {k: _without_uuids(v) for k, v in value.items() if k != "uuid"}
-    if isinstance(value, list):
-        return [_without_uuids(item) for item in value]
-    return value
 
 
 def _assert_conformant(response: Any) -> list[dict[str, Any]]:
@@ -146,7 +137,7 @@ def test_prefetch_omitted_queries_fhir_with_the_token_and_gives_the_same_card(
         hook_request(PATIENT_ID, fhir_server=fhir_base, fhir_authorization=authorization)
     )
     from_queries = _assert_conformant(queried)
-    assert _without_uuids(from_queries) == _without_uuids(from_prefetch)
+    assert without_uuids(from_queries) == without_uuids(from_prefetch)
     assert from_queries[0]["uuid"] != from_prefetch[0]["uuid"]
     assert len(fake_fhir.authorizations) == len(caller.prefetch_templates())
     assert set(fake_fhir.authorizations) == {f"Bearer {authorization['access_token']}"}
@@ -374,7 +365,7 @@ def test_repeated_calls_give_the_same_card_with_fresh_uuids(
         for _ in range(3)
     ]
     assert len({card["uuid"] for card in cards}) == 3
-    assert all(_without_uuids(card) == _without_uuids(cards[0]) for card in cards)
+    assert all(without_uuids(card) == without_uuids(cards[0]) for card in cards)
 
 
 def test_dev_mode_queries_an_open_loopback_fhir_server_without_a_token(

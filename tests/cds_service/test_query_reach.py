@@ -21,7 +21,7 @@ from tests.cds_service.fhir_data import (
     stay,
     years_before,
 )
-from tests.support.hook_caller import HookCaller, hook_request
+from tests.support.hook_caller import HookCaller, hook_request, without_uuids
 from tests.support.tokens import fhir_authorization
 
 PATIENT_ID = "picu-child-7"
@@ -50,13 +50,6 @@ def _bound(text: str) -> datetime:
 
 
 def _same_cards(left: dict, right: dict) -> bool:
-    def without_uuids(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: without_uuids(v) for k, v in value.items() if k != "uuid"}
-        if isinstance(value, list):
-            return [without_uuids(item) for item in value]
-        return value
-
     return without_uuids(left) == without_uuids(right)
 
 

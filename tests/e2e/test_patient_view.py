@@ -12,7 +12,7 @@ import pytest
 
 from devtools import SandboxFhir, build_prefetch
 from model.synth.scenarios import SCENARIOS, scenario_onset
-from tests.support.hook_caller import hook_request
+from tests.support.hook_caller import hook_request, without_uuids
 from tests.support.tokens import SigningKey
 
 from .conftest import ASSESSMENT_EXTENSION, EHR_ISSUER, SERVICE_BASE_URL, HookCaller, e2e_settings
@@ -34,15 +34,6 @@ def _cards(response: Any) -> list[dict[str, Any]]:
 def _only_card(response: Any) -> dict[str, Any]:
     (card,) = _cards(response)
     return card
-
-
-def _without_uuids(value: Any) -> Any:
-    """The value with every `uuid` removed (they are fresh on every call)."""
-    if isinstance(value, dict):
-        return {key: _without_uuids(item) for key, item in value.items() if key != "uuid"}
-    if isinstance(value, list):
-        return [_without_uuids(item) for item in value]
-    return value
 
 
 @pytest.fixture
@@ -110,8 +101,8 @@ def test_prefetch_from_the_discovery_templates_gives_the_same_card_as_direct_que
         _at_one_moment(_only_card(call(kind, "prefetch"))),
         _at_one_moment(_only_card(call(kind, "query"))),
     )
-    assert json.dumps(_without_uuids(with_prefetch), sort_keys=True) == json.dumps(
-        _without_uuids(with_queries), sort_keys=True
+    assert json.dumps(without_uuids(with_prefetch), sort_keys=True) == json.dumps(
+        without_uuids(with_queries), sort_keys=True
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 from devtools import SandboxFhir, build_prefetch
 from tests.cds_service.fhir_data import observation, patient, stay
 from tests.cds_service.phoenix_data import blood_pressure, infusion, pulse_oximetry, ventilation
-from tests.support.hook_caller import hook_request
+from tests.support.hook_caller import hook_request, without_uuids
 
 from .conftest import ASSESSMENT_EXTENSION, HookCaller, LoadResources
 
@@ -112,13 +112,6 @@ def test_the_onset_is_found_and_the_early_window_opens_there(
 
 
 def test_prefetch_and_queries_give_the_same_card(card_by) -> None:
-    def without_uuids(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: without_uuids(v) for k, v in value.items() if k != "uuid"}
-        if isinstance(value, list):
-            return [without_uuids(item) for item in value]
-        return value
-
     by_query, by_prefetch = card_by("query"), card_by("prefetch")
     for card in (by_query, by_prefetch):  # the series ends at each call's own "now"
         phoenix = card["extension"][ASSESSMENT_EXTENSION]["context"]["phoenix"]

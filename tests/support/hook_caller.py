@@ -15,6 +15,15 @@ from tests.support.tokens import SigningKey, make_token
 SERVICE_ID = "picu-immune-endotype"
 
 
+def without_uuids(value: Any) -> Any:
+    """`value` with every `uuid` key removed, at any depth (a card's is fresh on every call)."""
+    if isinstance(value, dict):
+        return {key: without_uuids(item) for key, item in value.items() if key != "uuid"}
+    if isinstance(value, list):
+        return [without_uuids(item) for item in value]
+    return value
+
+
 @dataclass
 class HookCaller:
     """Calls the service the way a trusted CDS client does: one fresh JWT per request."""
