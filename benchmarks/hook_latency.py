@@ -14,14 +14,11 @@ server directly. JWTs are signed before timing starts, one per request (each `jt
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -37,6 +34,7 @@ from devtools import (
     DemoEhr,
     SandboxFhir,
     build_prefetch,
+    closed_loop,
     discover,
     free_port,
     hook_request,
@@ -109,51 +107,9 @@ def drive(
     port: int, requests_to_send: Sequence[Request], threads: int, time_cap: float
 ) -> LoadResult:
     """Send the requests over `threads` keep-alive connections; stop early at `time_cap` s."""
-    queue = iter(enumerate(requests_to_send))
-    lock = threading.Lock()
-    latencies: list[float] = []
-    errors = [0]
-    deadline = time.monotonic() + time_cap
-
-    def next_request() -> Request | None:
-        with lock:
-            if time.monotonic() > deadline:
-                return None
-            item = next(queue, None)
-        return None if item is None else item[1]
-
-    def worker() -> None:
-        connection = http.client.HTTPConnection(LOOPBACK, port, timeout=30)
-        while (request := next_request()) is not None:
-            elapsed, ok = _send(connection, request)
-            with lock:
-                latencies.append(elapsed)
-                errors[0] += 0 if ok else 1
-        connection.close()
-
-    started = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
-    seconds = time.perf_counter() - started
-    return LoadResult("", len(latencies), errors[0], seconds, tuple(latencies))
-
-
-def _send(connection: http.client.HTTPConnection, request: Request) -> tuple[float, bool]:
-    """One request; (latency in ms, True for a 200). Reconnects when the server closed."""
-    method, path, body, headers = request
-    started = time.perf_counter()
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        ok = response.status == 200
-    except (OSError, http.client.HTTPException):
-        connection.close()
-        ok = False
-    return (time.perf_counter() - started) * 1000, ok
+    pending = iter(requests_to_send)
+    result = closed_loop(port, lambda: next(pending, None), threads, time_cap)
+    return LoadResult("", result.completed, result.errors, result.seconds, result.latencies_ms)
 
 
 # --- the requests ---
