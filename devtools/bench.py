@@ -124,8 +124,13 @@ class Served:
 
     def worker_pids(self) -> list[int]:
         """The gunicorn workers: the serve process's children."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        return child_pids(self.process.pid)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux; none when it has exited)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
 
 
 def tree_environment(tree: SourceTree) -> dict[str, str]:

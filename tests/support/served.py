@@ -25,6 +25,7 @@ from typing import Any
 import requests
 
 from cds_service.discovery import SERVICE_ID
+from devtools.bench import child_pids
 from devtools.service import stop_process
 from tests.cds_service.fhir_data import full_prefetch, patient
 from tests.support.leak_guard import register_secret
@@ -71,9 +72,7 @@ class Served:
 
     def worker_pids(self) -> list[int]:
         """The gunicorn workers (the master's children)."""
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children")
-        return [int(child) for child in children.read_text().split()] if children.exists() else []
+        return child_pids(self.process.pid)
 
     def wait_for_workers(self, count: int, timeout: float = 60.0) -> list[int]:
         """The worker pids once `count` are running (AssertionError after `timeout` seconds)."""
